@@ -1,0 +1,146 @@
+"""Text deltas in, speakable clauses out: the first clause goes to TTS as soon as it is complete.
+
+Pure: no model, no clock. ``push(delta)`` returns the clauses that became complete; ``flush()`` the rest.
+A boundary is sentence punctuation followed by white space (not after an abbreviation or inside a
+number), or clause punctuation (, ; : and dashes) once the clause has enough words to be said
+naturally on its own: fewer for the first clause (speed), more afterwards (prosody). A clause that runs
+past ``max_words`` without punctuation is cut at a word boundary.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_ABBREVIATIONS = frozenset("mr mrs ms dr st sr jr vs etc e.g i.e prof inc ltd co no approx dept fig".split())
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)")
+_CLAUSE_END = re.compile(r"[,;:]+(?=\s)|\s[—–-]{1,2}(?=\s)")
+_MARKDOWN = re.compile(r"(\*\*|__|`+|^#+\s*|^\s*[-*+]\s+|^\s*\d+\.\s+(?=\S))", re.MULTILINE)
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_EMOJI = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf\ufe0f]")
+_SPACES = re.compile(r"\s+")
+# Words that start a new phrase: a forced cut before one of them sounds least broken.
+_JOINERS = frozenset(
+    "and but or so because which that who when where while with without for to in on at from than "
+    "as if then after before since until about".split()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkPolicy:
+    first_clause_words: int = 3  # a comma ends the first clause once it has this many words
+    clause_words: int = 6  # ... and later clauses once they have this many
+    first_max_words: int = 9  # an unpunctuated first clause is cut this long (before a joining word)
+    max_words: int = 28  # any unpunctuated clause is cut this long
+
+
+def speakable(text: str) -> str:
+    """Text with markdown markup, links and emoji removed and white space folded."""
+    text = _LINK.sub(r"\1", text)
+    text = _MARKDOWN.sub("", text)
+    text = _EMOJI.sub("", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def _word_count(text: str) -> int:
+    return len(text.split())
+
+
+def _ends_with_abbreviation(text: str) -> bool:
+    last = text.rsplit(None, 1)[-1] if text.strip() else ""
+    word = last.rstrip(".").lower().lstrip("(\"'“‘")
+    return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
+
+
+def _forced_cut(buf: str, limit: int) -> int:
+    """Where to cut an unpunctuated run of more than ``limit`` words: before the last joining word
+    after the third word, else after ``limit`` words (the last, maybe unfinished, word stays)."""
+    spans = [m.span() for m in re.finditer(r"\S+", buf)][: limit + 1]
+    for i in range(limit, 2, -1):
+        if buf[spans[i][0] : spans[i][1]].lower().strip(",.") in _JOINERS:
+            return spans[i][0]
+    return spans[limit - 1][1]
+
+
+class ClauseChunker:
+    def __init__(self, policy: ChunkPolicy | None = None) -> None:
+        self.policy = policy or ChunkPolicy()
+        self._buf = ""
+        self._emitted = 0
+
+    def push(self, delta: str) -> list[str]:
+        """Add LLM text; return the clauses now complete (possibly none)."""
+        self._buf += delta
+        out: list[str] = []
+        while (clause := self._next_clause()) is not None:
+            out.append(clause)
+        return out
+
+    def flush(self) -> list[str]:
+        """The remaining text as a last clause (end of the reply)."""
+        rest = speakable(self._buf)
+        self._buf = ""
+        if not rest or not any(c.isalnum() for c in rest):
+            return []
+        self._emitted += 1
+        return [rest]
+
+    def _min_clause_words(self) -> int:
+        return self.policy.first_clause_words if self._emitted == 0 else self.policy.clause_words
+
+    def _next_clause(self) -> str | None:
+        buf = self._buf
+        cut = None
+        for m in _SENTENCE_END.finditer(buf):
+            head = buf[: m.end()]
+            if m.group().startswith(".") and len(m.group()) == 1 and _ends_with_abbreviation(head):
+                continue
+            cut = m.end()
+            break
+        for m in _CLAUSE_END.finditer(buf):
+            if cut is not None and m.end() >= cut:
+                break
+            if _word_count(buf[: m.end()]) >= self._min_clause_words():
+                cut = m.end()
+                break
+        limit = self.policy.first_max_words if self._emitted == 0 else self.policy.max_words
+        if cut is None and _word_count(buf) > limit:
+            cut = _forced_cut(buf, limit)
+        if cut is None:
+            return None
+        clause, self._buf = speakable(buf[:cut]), buf[cut:]
+        if not any(c.isalnum() for c in clause):
+            return self._next_clause() if self._buf.strip() else None
+        self._emitted += 1
+        return clause
+
+
+@dataclass(frozen=True, slots=True)
+class SpokenClause:
+    """A clause as synthesized: its text and where its audio lies in the reply, in seconds."""
+
+    text: str
+    start_s: float
+    end_s: float
+
+
+def heard_text(clauses: list[SpokenClause], played_s: float) -> str:
+    """The text the listener heard after ``played_s`` seconds of the reply.
+
+    Whole clauses up to the play position; of the clause being played, the words whose share of the
+    clause's duration has fully played (words assumed evenly spread over the clause: an estimate until
+    the TTS gives word timings).
+    """
+    heard: list[str] = []
+    for c in clauses:
+        if played_s >= c.end_s:
+            heard.append(c.text)
+            continue
+        if played_s > c.start_s:
+            words = c.text.split()
+            fraction = (played_s - c.start_s) / max(c.end_s - c.start_s, 1e-9)
+            n = int(len(words) * fraction)
+            if n:
+                heard.append(" ".join(words[:n]))
+        break
+    return " ".join(heard)

@@ -1,0 +1,123 @@
+"""Settings: one frozen dataclass, read from ``VOXLOOP_*`` environment variables and CLI flags.
+
+Every field has a help text; ``voxloop serve --help`` lists them all, with their environment variable
+(the field name upper-cased, prefixed ``VOXLOOP_``). CLI flags override the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.errors import ConfigError
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are voxloop, a friendly voice assistant talking with a person out loud. "
+    "Answer in one or two short spoken sentences. Use plain words: no lists, no code, no markdown, "
+    "no emoji. If you did not understand, say so briefly."
+)
+
+SUPPORTED_SAMPLE_RATES = (8000, 16000, 24000, 48000)
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # -- server ------------------------------------------------------------------------------------
+    host: str = _f("127.0.0.1", "address to listen on")
+    port: int = _f(8000, "TCP port (0 picks a free one; the chosen port is logged)")
+    max_message_bytes: int = _f(1 << 20, "largest WebSocket message accepted; larger closes with 1009")
+    # -- models ------------------------------------------------------------------------------------
+    asr_model: str = _f(
+        "tiny.en",
+        "ASR: 'tiny.en' or 'base' (embedded), a faster-whisper model folder, or a model name "
+        "(needs a network the first time)",
+    )
+    asr_compute_type: str = _f("int8", "CTranslate2 compute type for the ASR model")
+    asr_device: str = _f("cpu", "'cpu' or 'cuda'")
+    asr_threads: int = _f(2, "CPU threads for the ASR model")
+    asr_beam_size: int = _f(1, "beam size for the final transcript (1 = greedy, fastest)")
+    asr_language: str = _f("en", "spoken language code, or '' to detect it (multilingual models)")
+    llm_model: str = _f(
+        "qwen", "LLM: 'qwen' (Qwen2.5-Coder-0.5B Q4_K_M, embedded), 'smollm2' (tiny, embedded) or a GGUF path"
+    )
+    llm_threads: int = _f(2, "CPU threads for llama.cpp")
+    llm_context_tokens: int = _f(2048, "llama.cpp context window (n_ctx)")
+    llm_gpu_layers: int = _f(0, "layers offloaded to a GPU by llama.cpp (-1 = all)")
+    max_reply_tokens: int = _f(120, "most tokens the LLM may produce for one reply")
+    temperature: float = _f(0.5, "LLM sampling temperature")
+    system_prompt: str = _f(DEFAULT_SYSTEM_PROMPT, "the agent's persona and rules")
+    memory_budget_tokens: int = _f(
+        1200, "context memory budget: system prompt + kept turns; the oldest turns are dropped beyond it"
+    )
+    tts_voice: str = _f("heart", "TTS voice (hibari: 'heart' is embedded)")
+    tts_speed: float = _f(1.0, "TTS speaking rate (0.5 slow .. 2.0 fast)")
+    max_tts_chars: int = _f(1000, "longest text one 'say' or 'text' message may carry")
+    # -- turn-taking -------------------------------------------------------------------------------
+    vad_threshold: float = _f(0.5, "Silero speech probability that counts as speech")
+    vad_release_threshold: float = _f(0.35, "probability under which speech counts as ended (hysteresis)")
+    webrtcvad_mode: int = _f(2, "webrtcvad aggressiveness 0-3 (the cheap gate in front of Silero); -1 = off")
+    min_speech_s: float = _f(0.12, "speech shorter than this is noise, not the start of a turn")
+    endpoint_silence_s: float = _f(0.5, "silence after speech that ends the user's turn")
+    preroll_s: float = _f(0.25, "audio kept before detected speech start and given to ASR")
+    max_utterance_s: float = _f(30.0, "longest user utterance; the turn is ended there and answered")
+    partial_interval_s: float = _f(1.0, "seconds between partial transcripts while the user speaks (0 = off)")
+    # -- audio out ---------------------------------------------------------------------------------
+    playout_lead_s: float = _f(0.06, "how far ahead of real time agent audio is sent to the client")
+    input_queue_s: float = _f(2.0, "input audio buffered before the oldest is dropped (and counted)")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} out of range")
+        if not 0.0 < self.vad_release_threshold <= self.vad_threshold < 1.0:
+            raise ConfigError("need 0 < vad_release_threshold <= vad_threshold < 1")
+        if self.endpoint_silence_s < 0.05:
+            raise ConfigError("endpoint_silence_s must be at least 0.05")
+        if self.max_utterance_s <= 1:
+            raise ConfigError("max_utterance_s must exceed 1 s")
+        if self.webrtcvad_mode not in (-1, 0, 1, 2, 3):
+            raise ConfigError("webrtcvad_mode must be -1 (off) or 0..3")
+        for name in ("asr_threads", "llm_threads", "max_reply_tokens", "max_tts_chars"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``VOXLOOP_*`` variables, then ``overrides`` (CLI flags; None means unset)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(env_name(f.name))
+            if raw is not None:
+                values[f.name] = parse_value(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except TypeError as e:
+            raise ConfigError(str(e)) from e
+
+    def describe(self) -> dict[str, Any]:
+        """Settings as a plain dict (for logs and session.created), the system prompt shortened."""
+        out = dataclasses.asdict(self)
+        out["system_prompt"] = self.system_prompt[:80] + ("..." if len(self.system_prompt) > 80 else "")
+        return out
+
+
+def env_name(field_name: str) -> str:
+    return "VOXLOOP_" + field_name.upper()
+
+
+def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind: type[Any] = type(f.default)
+    try:
+        if kind is bool:
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        return kind(raw)
+    except ValueError as e:
+        raise ConfigError(f"{env_name(f.name)}={raw!r}: expected {kind.__name__}") from e

@@ -1,0 +1,100 @@
+"""Context memory: what was heard and said, kept within a token budget.
+
+The system prompt is always kept. Turns are kept newest first until the budget is spent; older ones are
+dropped whole (a user message with the reply that answered it) and counted. Consecutive messages of the
+same role are merged when rendered, so a user turn whose reply never started is not lost: it is read
+together with what the user said next. An assistant message holds only what the user heard; when it
+was cut short it is marked ``interrupted``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# Tokens the chat template adds around each message (role markers, separators), an upper estimate.
+MESSAGE_OVERHEAD_TOKENS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str  # "system" | "user" | "assistant"
+    text: str
+    interrupted: bool = False
+
+
+def approximate_tokens(text: str) -> int:
+    """A tokenizer-free estimate (about 4 characters a token) for tests and fallbacks."""
+    return max(1, (len(text) + 3) // 4)
+
+
+class Memory:
+    def __init__(
+        self,
+        system_prompt: str,
+        budget_tokens: int,
+        count_tokens: Callable[[str], int] = approximate_tokens,
+    ) -> None:
+        self.system_prompt = system_prompt
+        self.budget_tokens = budget_tokens
+        self._count = count_tokens
+        self._messages: list[Message] = []
+        self.dropped_messages = 0
+
+    @property
+    def messages(self) -> tuple[Message, ...]:
+        return tuple(self._messages)
+
+    def add_user(self, text: str) -> None:
+        if text.strip():
+            self._messages.append(Message("user", text.strip()))
+
+    def add_assistant(self, text: str, *, interrupted: bool = False) -> None:
+        """What the user heard of a reply. Nothing heard means nothing is added."""
+        if text.strip():
+            self._messages.append(Message("assistant", text.strip(), interrupted))
+
+    def render(self) -> list[dict[str, str]]:
+        """Chat messages for the LLM: system prompt + the newest turns that fit the budget."""
+        merged: list[Message] = []
+        for m in self._messages:
+            if merged and merged[-1].role == m.role:
+                prev = merged[-1]
+                merged[-1] = Message(m.role, f"{prev.text} {m.text}", prev.interrupted or m.interrupted)
+            else:
+                merged.append(m)
+        budget = self.budget_tokens - self._cost(self.system_prompt)
+        kept: list[Message] = []
+        for m in reversed(merged):
+            cost = self._cost(m.text)
+            if cost > budget:
+                break
+            budget -= cost
+            kept.append(m)
+        kept.reverse()
+        # The conversation must start with a user message after the system prompt.
+        while kept and kept[0].role != "user":
+            kept.pop(0)
+        self._forget(len(merged) - len(kept))
+        return [{"role": "system", "content": self.system_prompt}] + [
+            {"role": m.role, "content": m.text} for m in kept
+        ]
+
+    def _cost(self, text: str) -> int:
+        return self._count(text) + MESSAGE_OVERHEAD_TOKENS
+
+    def _forget(self, n_merged: int) -> None:
+        """Drop from storage what no longer fits, so memory stays bounded over long sessions."""
+        if n_merged <= 0:
+            return
+        # Count the stored messages that the first n_merged merged messages were made of.
+        raw = 0
+        seen = 0
+        for i, m in enumerate(self._messages):
+            if i == 0 or self._messages[i - 1].role != m.role:
+                seen += 1
+            if seen > n_merged:
+                break
+            raw += 1
+        self._messages = self._messages[raw:]
+        self.dropped_messages += raw

@@ -1,0 +1,236 @@
+"""Turn-taking and endpointing as a plain object: ``feed(input) -> list of actions``. No I/O, no clock.
+
+Time is the input stream's sample count at 16 kHz (``VAD_RATE``), so a test drives it frame by frame
+and gets the same answer every run. The session executes the actions.
+
+User-side states and what moves them (one row per transition, in ``_on_vad``)::
+
+    LISTENING     speech frame               -> ONSET          (candidate start remembered)
+    ONSET         speech frames >= min_speech -> SPEAKING       StartSpeech (+ Interrupt if agent busy)
+    ONSET         silence frame              -> LISTENING      (noise: forgotten)
+    SPEAKING      silence frame              -> PAUSED         SilenceOnset  (speculative work may start)
+    SPEAKING      utterance >= max_utterance -> DRAINING       EndOfTurn(reason="max_length")
+    PAUSED        speech frame               -> SPEAKING       SpeechResumed (speculative work is void)
+    PAUSED        silence >= endpoint_silence -> LISTENING      EndOfTurn(reason="silence")
+    SPEAKING/PAUSED  Commit                  -> LISTENING      EndOfTurn(reason="commit")
+    any           TextTurn                   -> (unchanged)    StartText (+ Interrupt if agent busy)
+    DRAINING      silence frame              -> LISTENING      (a forced end waits for the user to stop)
+
+Agent-side: ``ReplyStarted``/``ReplyEnded`` mark whether a reply is in progress; a user StartSpeech
+while one is in progress also yields ``Interrupt`` for that reply's turn (barge-in is one path).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+VAD_RATE = 16_000
+VAD_WINDOW = 512  # Silero's window at 16 kHz: 32 ms
+
+
+class UserState(enum.Enum):
+    LISTENING = "listening"
+    ONSET = "onset"
+    SPEAKING = "speaking"
+    PAUSED = "paused"
+    DRAINING = "draining"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPolicy:
+    """Thresholds, in the units the machine counts (probability, seconds)."""
+
+    threshold: float = 0.5
+    release_threshold: float = 0.35
+    min_speech_s: float = 0.12
+    endpoint_silence_s: float = 0.5
+    max_utterance_s: float = 30.0
+
+
+# -- inputs -----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class VadFrame:
+    """One VAD window ending at input sample ``end_sample`` (16 kHz)."""
+
+    end_sample: int
+    probability: float
+    gate: bool = True  # the cheap gate's vote (webrtcvad); onset needs it, continuation does not
+    samples: int = VAD_WINDOW
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """The client says the user's turn is over now (push-to-talk release)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TextTurn:
+    """A turn that arrives as text (typed by the user, or a scripted line for the agent to say)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyStarted:
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyEnded:
+    turn_id: int
+
+
+TurnInput = VadFrame | Commit | TextTurn | ReplyStarted | ReplyEnded
+
+
+# -- actions ----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StartSpeech:
+    turn_id: int
+    start_sample: int
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceOnset:
+    """Speech paused at ``end_sample``: the transcript of [start, end) will not change unless it resumes."""
+
+    turn_id: int
+    start_sample: int
+    end_sample: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResumed:
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfTurn:
+    turn_id: int
+    start_sample: int
+    end_sample: int  # end of the last speech frame
+    reason: str  # "silence" | "commit" | "max_length"
+
+
+@dataclass(frozen=True, slots=True)
+class StartText:
+    """A text turn got ``turn_id``; the session answers (or says) it."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupt:
+    """Stop the reply of ``turn_id`` now: cancel its work and clear its audio down to the client."""
+
+    turn_id: int
+
+
+Action = StartSpeech | SilenceOnset | SpeechResumed | EndOfTurn | StartText | Interrupt
+
+
+class TurnTaking:
+    """The state machine. ``turn_id`` is the newest user turn (0 before the first)."""
+
+    def __init__(self, policy: TurnPolicy | None = None) -> None:
+        self.policy = policy or TurnPolicy()
+        self.state = UserState.LISTENING
+        self.turn_id = 0
+        self.reply_turn: int | None = None  # the turn whose reply is in progress
+        self._onset_start = 0
+        self._onset_samples = 0
+        self._speech_start = 0
+        self._speech_end = 0
+        self._silence_samples = 0
+
+    @property
+    def speech_start_sample(self) -> int:
+        return self._speech_start
+
+    @property
+    def speech_end_sample(self) -> int:
+        return self._speech_end
+
+    def feed(self, item: TurnInput) -> list[Action]:
+        match item:
+            case VadFrame():
+                return self._on_vad(item)
+            case Commit():
+                if self.state in (UserState.SPEAKING, UserState.PAUSED):
+                    return [self._end("commit", UserState.LISTENING)]
+                return []
+            case TextTurn():
+                self.turn_id += 1
+                return [*self._interrupt_reply(), StartText(self.turn_id)]
+            case ReplyStarted(turn_id=tid):
+                if tid == self.turn_id:
+                    self.reply_turn = tid
+                return []
+            case ReplyEnded(turn_id=tid):
+                if self.reply_turn == tid:
+                    self.reply_turn = None
+                return []
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _is_speech(self, frame: VadFrame) -> bool:
+        if self.state in (UserState.SPEAKING, UserState.DRAINING):
+            return frame.probability >= self.policy.release_threshold
+        return frame.probability >= self.policy.threshold and frame.gate
+
+    def _on_vad(self, frame: VadFrame) -> list[Action]:
+        speech = self._is_speech(frame)
+        start_of_frame = frame.end_sample - frame.samples
+        p = self.policy
+        match self.state, speech:
+            case UserState.LISTENING, True:
+                self.state = UserState.ONSET
+                self._onset_start = start_of_frame
+                self._onset_samples = frame.samples
+                return self._maybe_start(frame)
+            case UserState.ONSET, True:
+                self._onset_samples += frame.samples
+                return self._maybe_start(frame)
+            case UserState.ONSET, False:
+                self.state = UserState.LISTENING
+                return []
+            case UserState.SPEAKING, True:
+                self._speech_end = frame.end_sample
+                if frame.end_sample - self._speech_start >= p.max_utterance_s * VAD_RATE:
+                    return [self._end("max_length", UserState.DRAINING)]
+                return []
+            case UserState.SPEAKING, False:
+                self.state = UserState.PAUSED
+                self._silence_samples = frame.samples
+                return [SilenceOnset(self.turn_id, self._speech_start, self._speech_end)]
+            case UserState.PAUSED, True:
+                self.state = UserState.SPEAKING
+                self._speech_end = frame.end_sample
+                return [SpeechResumed(self.turn_id)]
+            case UserState.PAUSED, False:
+                self._silence_samples += frame.samples
+                if self._silence_samples >= p.endpoint_silence_s * VAD_RATE:
+                    return [self._end("silence", UserState.LISTENING)]
+                return []
+            case UserState.DRAINING, False:
+                self.state = UserState.LISTENING
+                return []
+            case _:
+                return []
+
+    def _maybe_start(self, frame: VadFrame) -> list[Action]:
+        if self._onset_samples < self.policy.min_speech_s * VAD_RATE:
+            return []
+        self.state = UserState.SPEAKING
+        self.turn_id += 1
+        self._speech_start = self._onset_start
+        self._speech_end = frame.end_sample
+        return [*self._interrupt_reply(), StartSpeech(self.turn_id, self._speech_start)]
+
+    def _interrupt_reply(self) -> list[Action]:
+        if self.reply_turn is None:
+            return []
+        tid, self.reply_turn = self.reply_turn, None
+        return [Interrupt(tid)]
+
+    def _end(self, reason: str, next_state: UserState) -> EndOfTurn:
+        self.state = next_state
+        return EndOfTurn(self.turn_id, self._speech_start, self._speech_end, reason)

@@ -1,0 +1,1 @@
+"""voxloop's streaming side: transports, codecs, pacing. Never decides what to say."""

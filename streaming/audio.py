@@ -1,0 +1,102 @@
+"""The one internal audio format and the conversions at the edges. Pure: no I/O.
+
+Inside voxloop audio is int16 mono with a sample rate and a pts in samples (``AudioChunk``). Wire bytes
+are 16-bit little-endian. Resampling uses soxr (torchaudio's only PyPI build is CUDA-only and fails to
+import on a CPU machine; soxr is small, exact and streams at ~7 us per 20 ms chunk).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import soxr
+
+from agent.config import SUPPORTED_SAMPLE_RATES
+from agent.errors import AudioFormatError
+
+AUDIO_PTIME_S = 0.020
+Pcm = npt.NDArray[np.int16]
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    pcm: Pcm
+    sample_rate: int
+    pts: int = 0  # position of the first sample, in samples of this stream
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.pcm) / self.sample_rate
+
+
+def check_rate(rate: object) -> int:
+    if not isinstance(rate, int) or isinstance(rate, bool) or rate not in SUPPORTED_SAMPLE_RATES:
+        raise AudioFormatError(
+            f"unsupported sample rate {rate!r}; use one of {', '.join(map(str, SUPPORTED_SAMPLE_RATES))}",
+            code="unsupported_sample_rate",
+        )
+    return rate
+
+
+def pcm_from_bytes(data: bytes, sample_rate: int, max_duration_s: float = 1.0) -> Pcm:
+    """Validate and decode one binary frame of 16-bit little-endian mono PCM."""
+    if len(data) == 0:
+        raise AudioFormatError("empty audio frame", code="bad_audio_frame")
+    if len(data) % 2:
+        raise AudioFormatError(
+            f"audio frame of {len(data)} bytes: 16-bit PCM needs an even byte count", code="bad_audio_frame"
+        )
+    samples = len(data) // 2
+    if samples > sample_rate * max_duration_s:
+        raise AudioFormatError(
+            f"audio frame of {samples / sample_rate:.2f} s; frames may carry at most {max_duration_s:g} s",
+            code="audio_frame_too_long",
+        )
+    return np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False)
+
+
+def pcm_to_bytes(pcm: Pcm) -> bytes:
+    return pcm.astype("<i2", copy=False).tobytes()
+
+
+def float_to_pcm(audio: npt.NDArray[np.floating]) -> Pcm:
+    return np.asarray(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def pcm_to_float(pcm: Pcm) -> npt.NDArray[np.float32]:
+    return (pcm.astype(np.float32) / 32768.0).astype(np.float32, copy=False)
+
+
+def peak_dbfs(pcm: Pcm) -> float:
+    if len(pcm) == 0:
+        return -120.0
+    peak = int(np.max(np.abs(pcm.astype(np.int32))))
+    return 20.0 * float(np.log10(max(peak, 1) / 32768.0))
+
+
+def resample(pcm: Pcm, in_rate: int, out_rate: int) -> Pcm:
+    """Whole-buffer resampling (files, tests)."""
+    if in_rate == out_rate:
+        return pcm
+    return np.asarray(soxr.resample(pcm, in_rate, out_rate), dtype=np.int16)
+
+
+class StreamResampler:
+    """Chunk-by-chunk resampling with state kept between chunks (no clicks at chunk edges)."""
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        self.in_rate = in_rate
+        self.out_rate = out_rate
+        self._stream = (
+            None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16")
+        )
+
+    def process(self, pcm: Pcm, *, last: bool = False) -> Pcm:
+        if self._stream is None:
+            return pcm
+        return np.asarray(self._stream.resample_chunk(pcm, last=last), dtype=np.int16)
+
+    def flush(self) -> Pcm:
+        return self.process(np.zeros(0, np.int16), last=True)

@@ -1,0 +1,202 @@
+"""``voxloop``: serve, prepare models, speak a line, transcribe a file.
+
+Every Settings field is a flag (``--endpoint-silence-s 0.4``) and an environment variable
+(``VOXLOOP_ENDPOINT_SILENCE_S``); flags win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent import __version__, models
+from agent.config import Settings, env_name
+from agent.errors import VoxloopError
+from streaming.audio import float_to_pcm, pcm_to_float, resample
+
+log = logging.getLogger("voxloop")
+
+
+class _Bar(models.Progress):
+    def __init__(self, total: int, desc: str) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, desc=desc, unit="B", unit_scale=True, file=sys.stderr, leave=True)
+
+    def update(self, n: int) -> None:
+        self._bar.update(n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _settings_parser() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("settings (each also an environment variable)")
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        group.add_argument(
+            flag,
+            dest=f.name,
+            type=type(f.default),
+            default=None,
+            metavar=type(f.default).__name__.upper(),
+            help=f"{f.metadata.get('help', '')} [{env_name(f.name)}; default: {f.default!r}]".replace(
+                "%", "%%"
+            ),
+        )
+    parent.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    settings = _settings_parser()
+    parser = argparse.ArgumentParser(
+        prog="voxloop",
+        description="A real-time streaming voice agent, fully local. Models come from PyPI packages.",
+    )
+    parser.add_argument("--version", action="version", version=f"voxloop {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "serve",
+        parents=[settings],
+        help="run the server (WebSocket sessions at /ws, health at /healthz)",
+        description="Load the models once, then serve WebSocket voice sessions. Default 127.0.0.1:8000.",
+    )
+    m = sub.add_parser("models", parents=[settings], help="prepare, verify or list the embedded models")
+    m.add_argument("action", choices=["prepare", "verify", "list"], nargs="?", default="list")
+    say = sub.add_parser("say", parents=[settings], help="speak TEXT into a WAV file with the TTS model")
+    say.add_argument("text")
+    say.add_argument("-o", "--output", type=Path, required=True, help="WAV file to write")
+    say.add_argument("--rate", type=int, default=0, help="sample rate of the WAV (default: the model's)")
+    tr = sub.add_parser("transcribe", parents=[settings], help="transcribe a WAV file with the ASR model")
+    tr.add_argument("file", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
+    try:
+        settings = Settings.from_env(**overrides)
+        handler = {"serve": _serve, "models": _models, "say": _say, "transcribe": _transcribe}[args.command]
+        return handler(settings, args)
+    except VoxloopError as e:
+        log.error("%s (%s)", e.message, e.code)
+        return 2
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from agent import engines
+    from streaming.server import serve_forever
+
+    engines_ = engines.load(settings, _Bar)
+    asyncio.run(serve_forever(settings, engines_))
+    engines_.close()
+    return 0
+
+
+def _models(settings: Settings, args: argparse.Namespace) -> int:
+    wanted = {
+        "asr": models.resolve_name(settings.asr_model),
+        "llm": models.resolve_name(settings.llm_model),
+        "tts": models.CATALOGUE["hibari-heart"],
+        "vad": models.CATALOGUE["silero-vad-v6"],
+    }
+    if args.action == "list":
+        out = []
+        for m in models.CATALOGUE.values():
+            used = "*" if m in wanted.values() else " "
+            state = "installed" if models.is_installed(m) else "not installed"
+            size = f"{m.size_bytes / 1e6:.0f} MB"
+            out.append(f"{used} {m.role:4} {m.name:36} {size:>8}  {state:13}  {m.licence:10} {m.description}")
+            if not models.is_installed(m):
+                out.append(f"       pip install {' '.join(sorted({p.package for p in m.parts}))}")
+        out.append(f"(* = selected by the current settings; cache: {models.home()})")
+        sys.stdout.write("\n".join(out) + "\n")
+        return 0
+    step = models.verify if args.action == "verify" else models.prepare
+    for role, entry in wanted.items():
+        if entry is None:
+            log.info(
+                "%s: %s is not an embedded model; nothing to %s",
+                role,
+                getattr(settings, f"{role}_model"),
+                args.action,
+            )
+            continue
+        t0 = time.perf_counter()
+        path = step(entry, _Bar)
+        sys.stdout.write(f"{role}: {entry.name} ok ({time.perf_counter() - t0:.1f} s) {path}\n")
+    return 0
+
+
+def _say(settings: Settings, args: argparse.Namespace) -> int:
+    from agent.engines import load_tts
+
+    tts = load_tts(settings)
+    t0 = time.perf_counter()
+    audio = tts.synthesize(args.text)
+    elapsed = time.perf_counter() - t0
+    pcm = float_to_pcm(audio)
+    rate = args.rate or tts.sample_rate
+    pcm = resample(pcm, tts.sample_rate, rate)
+    write_wav(args.output, pcm, rate)
+    log.info(
+        "%.2f s of audio in %.0f ms -> %s (%d Hz)",
+        len(audio) / tts.sample_rate,
+        elapsed * 1e3,
+        args.output,
+        rate,
+    )
+    return 0
+
+
+def _transcribe(settings: Settings, args: argparse.Namespace) -> int:
+    from agent.engines import load_asr
+
+    pcm, rate = read_wav(args.file)
+    asr = load_asr(settings, _Bar)
+    transcript = asr.transcribe(pcm_to_float(resample(pcm, rate, 16000)), final=True)
+    sys.stdout.write(transcript.text + "\n")
+    log.info("%.2f s of audio in %.0f ms (%s)", transcript.audio_s, transcript.elapsed_s * 1e3, asr.name)
+    return 0
+
+
+def read_wav(path: Path) -> tuple[Any, int]:
+    """16-bit PCM WAV (mono or stereo, mixed down) -> int16 mono samples and the rate."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            if w.getsampwidth() != 2:
+                raise VoxloopError(f"{path}: only 16-bit PCM WAV is supported", code="bad_audio")
+            data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+            channels, rate = w.getnchannels(), w.getframerate()
+    except (wave.Error, EOFError, FileNotFoundError) as e:
+        raise VoxloopError(f"{path}: cannot read WAV: {e}", code="bad_audio") from e
+    if channels > 1:
+        data = data.reshape(-1, channels).mean(axis=1)
+    return data.astype(np.int16), rate
+
+
+def write_wav(path: Path, pcm: Any, rate: int) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""A WebSocket voice client that behaves like a user's: real-time 20 ms frames, silence after speech.
+
+It measures voice-to-voice latency as docs/latency (../shared/LATENCY.md) defines it, on its own clock:
+from the moment it sends the frame holding the utterance's last speech sample to the moment it receives
+the first agent audio frame with a sample above -40 dBFS. Used by the integration tests and the bench.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+
+from streaming.audio import AUDIO_PTIME_S, Pcm, pcm_to_bytes, peak_dbfs
+
+AUDIBLE_DBFS = -40.0
+
+
+@dataclass
+class TurnResult:
+    turn_id: int
+    transcript: str
+    reply_text: str
+    interrupted: bool
+    v2v_s: float | None  # None: no audible agent audio arrived
+    premature: bool  # agent audio arrived before the user's last speech sample was sent
+    audio: Pcm
+    metrics: dict[str, Any]
+    events: list[dict[str, Any]]
+
+
+@dataclass
+class _Received:
+    at: float
+    message: dict[str, Any] | None = None
+    pcm: Pcm | None = None
+
+
+@dataclass
+class VoiceClient:
+    url: str
+    input_rate: int = 16000
+    output_rate: int = 24000
+    system_prompt: str | None = None
+    ws: ClientConnection | None = None
+    ready: dict[str, Any] = field(default_factory=dict)
+    _inbox: list[_Received] = field(default_factory=list)
+    _reader: asyncio.Task[None] | None = None
+    _new: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __aenter__(self) -> VoiceClient:
+        self.ws = await connect(self.url, max_size=None, compression=None)
+        self._reader = asyncio.create_task(self._read())
+        update: dict[str, Any] = {
+            "type": "session.update",
+            "input_sample_rate": self.input_rate,
+            "output_sample_rate": self.output_rate,
+        }
+        if self.system_prompt:
+            update["system_prompt"] = self.system_prompt
+        await self.send_json(update)
+        self.ready = await self.wait_for("session.ready", timeout_s=10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self.ws is not None:
+            await self.ws.close()
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        assert self.ws is not None  # noqa: S101 - used inside the context manager
+        await self.ws.send(json.dumps(message))
+
+    async def send_bytes(self, data: bytes) -> None:
+        assert self.ws is not None  # noqa: S101 - used inside the context manager
+        await self.ws.send(data)
+
+    async def _read(self) -> None:
+        assert self.ws is not None  # noqa: S101 - started by __aenter__
+        async for message in self.ws:
+            now = time.monotonic()
+            if isinstance(message, bytes):
+                self._inbox.append(_Received(now, pcm=np.frombuffer(message, dtype="<i2").astype(np.int16)))
+            else:
+                self._inbox.append(_Received(now, message=json.loads(message)))
+            self._new.set()
+
+    def messages(self, kind: str | None = None, since: int = 0) -> list[dict[str, Any]]:
+        return [
+            r.message
+            for r in self._inbox[since:]
+            if r.message is not None and (kind is None or r.message["type"] == kind)
+        ]
+
+    async def wait_for(self, kind: str, *, timeout_s: float, since: int = 0, **match: Any) -> dict[str, Any]:
+        """The first message of ``kind`` (with the given field values) at or after inbox index ``since``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for m in self.messages(kind, since):
+                if all(m.get(k) == v for k, v in match.items()):
+                    return m
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no {kind} {match or ''} within {timeout_s} s")
+            self._new.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new.wait(), remaining)
+
+    async def stream(self, pcm: Pcm, *, start_at: float | None = None) -> float:
+        """Send ``pcm`` in real-time 20 ms frames; return the send time of the last frame."""
+        frame = round(self.input_rate * AUDIO_PTIME_S)
+        t0 = time.monotonic() if start_at is None else start_at
+        sent_at = t0
+        for i in range(0, len(pcm), frame):
+            delay = t0 + (i // frame) * AUDIO_PTIME_S - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.send_bytes(pcm_to_bytes(pcm[i : i + frame]))
+            sent_at = time.monotonic()
+        return sent_at
+
+    async def turn(self, speech: Pcm, *, timeout_s: float = 30.0, max_silence_s: float = 20.0) -> TurnResult:
+        """Say ``speech`` (its last sample is the last speech sample), then stream silence as a real
+        client does, until the agent's reply is done. Measures v2v latency on this client's clock."""
+        mark = len(self._inbox)
+        last_speech_at = await self.stream(speech)
+        frame = np.zeros(round(self.input_rate * AUDIO_PTIME_S), np.int16)
+        deadline = time.monotonic() + timeout_s
+        silence_until = time.monotonic() + max_silence_s
+        t0 = time.monotonic()
+        i = 0
+        done: dict[str, Any] | None = None
+        while time.monotonic() < deadline:
+            done = next(iter(self.messages("response.done", mark)), None)
+            if done is not None:
+                break
+            if time.monotonic() < silence_until:
+                i += 1
+                delay = t0 + i * AUDIO_PTIME_S - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await self.send_bytes(pcm_to_bytes(frame))
+            else:
+                await asyncio.sleep(AUDIO_PTIME_S)
+        if done is None:
+            raise TimeoutError(f"no response.done within {timeout_s} s")
+        tid = done["turn_id"]
+        with contextlib.suppress(TimeoutError):
+            await self.wait_for("turn.metrics", timeout_s=2.0, since=mark, turn_id=tid)
+        return self._result(mark, tid, last_speech_at, done)
+
+    def _result(self, mark: int, tid: int, last_speech_at: float, done: dict[str, Any]) -> TurnResult:
+        received = self._inbox[mark:]
+        audio = [r for r in received if r.pcm is not None]
+        first_audible = next((r.at for r in audio if peak_dbfs(r.pcm) > AUDIBLE_DBFS), None)  # type: ignore[arg-type]
+        finals = [m["text"] for m in self.messages("transcript.final", mark) if m["turn_id"] == tid]
+        metrics = next((m for m in self.messages("turn.metrics", mark) if m["turn_id"] == tid), {})
+        return TurnResult(
+            turn_id=tid,
+            transcript=" ".join(finals),
+            reply_text=done.get("text", ""),
+            interrupted=bool(done.get("interrupted")),
+            v2v_s=None if first_audible is None else first_audible - last_speech_at,
+            premature=first_audible is not None and first_audible < last_speech_at,
+            audio=np.concatenate([r.pcm for r in audio if r.pcm is not None])
+            if audio
+            else np.zeros(0, np.int16),
+            metrics=metrics,
+            events=[r.message for r in received if r.message is not None],
+        )

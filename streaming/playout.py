@@ -1,0 +1,164 @@
+"""Agent audio out, paced by the sample clock: 20 ms frames, increasing pts, cleared at once.
+
+Frames go to the transport ``lead_s`` ahead of real time: enough to ride over scheduling jitter, small
+enough that a ``clear()`` leaves at most that much audio in the client's buffer (the client drops it
+too on ``audio.clear``). After an underrun (TTS slower than real time, a pause between clauses) the
+clock is re-based, so late audio is not burst out to "catch up".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from streaming.audio import AUDIO_PTIME_S, AudioChunk, Pcm, StreamResampler, pcm_to_bytes
+
+FrameSink = Callable[[bytes], None]
+
+
+@dataclass
+class _Turn:
+    resampler: StreamResampler | None = None
+    pending: Pcm = field(default_factory=lambda: np.zeros(0, np.int16))
+    queued_samples: int = 0
+    sent_samples: int = 0
+    first_sent_at: float | None = None
+    done: asyncio.Future[float] | None = None
+
+
+class PacedOutput:
+    """AudioOutput over a frame sink. Run ``run()`` as a task for as long as the session lives."""
+
+    def __init__(
+        self,
+        sample_rate: int,
+        send: FrameSink,
+        *,
+        lead_s: float = 0.06,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.frame_samples = round(sample_rate * AUDIO_PTIME_S)
+        self._send = send
+        self._lead_s = lead_s
+        self._clock = clock
+        self._frames: deque[tuple[int, Pcm | None]] = deque()  # None marks a turn's end
+        self._turns: dict[int, _Turn] = {}
+        self._wake = asyncio.Event()
+        self._t0: float | None = None  # clock time of sample 0 of the current talk spurt
+        self._spurt_samples = 0
+        self.pts = 0  # samples sent since the output started
+        self.underruns = 0
+
+    # -- AudioOutput ------------------------------------------------------------------------------
+    def push(self, turn_id: int, chunk: AudioChunk) -> None:
+        turn = self._turn(turn_id)
+        if turn.resampler is None:
+            turn.resampler = StreamResampler(chunk.sample_rate, self.sample_rate)
+        pcm = turn.resampler.process(chunk.pcm)
+        self._enqueue(turn_id, turn, np.concatenate([turn.pending, pcm]), final=False)
+
+    def end_turn(self, turn_id: int) -> None:
+        turn = self._turn(turn_id)
+        tail = turn.resampler.flush() if turn.resampler is not None else np.zeros(0, np.int16)
+        self._enqueue(turn_id, turn, np.concatenate([turn.pending, tail]), final=True)
+        self._frames.append((turn_id, None))
+        self._wake.set()
+
+    def clear(self) -> None:
+        dropped = {tid for tid, _ in self._frames}
+        self._frames.clear()
+        for tid in dropped | set(self._turns):
+            turn = self._turns[tid]
+            turn.pending = np.zeros(0, np.int16)
+            turn.queued_samples = turn.sent_samples
+            self._resolve(turn)
+        self._t0 = None
+
+    def played_s(self, turn_id: int) -> float:
+        turn = self._turns.get(turn_id)
+        if turn is None or turn.first_sent_at is None:
+            return 0.0
+        elapsed = max(0.0, self._clock() - turn.first_sent_at)
+        return min(turn.sent_samples / self.sample_rate, elapsed)
+
+    def first_sent_at(self, turn_id: int) -> float | None:
+        turn = self._turns.get(turn_id)
+        return None if turn is None else turn.first_sent_at
+
+    async def wait_done(self, turn_id: int) -> float:
+        turn = self._turn(turn_id)
+        if turn.done is None:
+            turn.done = asyncio.get_running_loop().create_future()
+        return await asyncio.shield(turn.done)
+
+    def forget(self, turn_id: int) -> None:
+        """Release a finished turn's bookkeeping."""
+        self._turns.pop(turn_id, None)
+
+    # -- the pacing task --------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Send queued frames on the sample clock until cancelled (cancelling is the way to stop)."""
+        while True:
+            if not self._frames:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            turn_id, frame = self._frames[0]
+            if frame is None:
+                self._frames.popleft()
+                self._resolve(self._turn(turn_id))
+                continue
+            now = self._clock()
+            if self._t0 is None:
+                self._t0, self._spurt_samples = now, 0
+            due = self._t0 + self._spurt_samples / self.sample_rate - self._lead_s
+            if due < now - self._lead_s - AUDIO_PTIME_S:
+                # Underrun: the listener's buffer ran dry. Re-base instead of bursting to catch up.
+                self.underruns += 1
+                self._t0, self._spurt_samples = now, 0
+                due = now - self._lead_s
+            if due > now:
+                await asyncio.sleep(due - now)
+                if not self._frames or self._frames[0][1] is not frame:
+                    continue  # cleared while sleeping
+            self._frames.popleft()
+            turn = self._turn(turn_id)
+            if turn.first_sent_at is None:
+                turn.first_sent_at = self._clock()
+            self._send(pcm_to_bytes(frame))
+            turn.sent_samples += len(frame)
+            self._spurt_samples += len(frame)
+            self.pts += len(frame)
+
+    # -- internals --------------------------------------------------------------------------------
+    def _turn(self, turn_id: int) -> _Turn:
+        turn = self._turns.get(turn_id)
+        if turn is None:
+            turn = self._turns[turn_id] = _Turn()
+        return turn
+
+    def _enqueue(self, turn_id: int, turn: _Turn, pcm: Pcm, *, final: bool) -> None:
+        n = self.frame_samples
+        whole = len(pcm) // n * n
+        for i in range(0, whole, n):
+            self._frames.append((turn_id, pcm[i : i + n]))
+        rest = pcm[whole:]
+        if final and len(rest):
+            self._frames.append((turn_id, np.concatenate([rest, np.zeros(n - len(rest), np.int16)])))
+            rest = rest[:0]
+        turn.queued_samples += whole
+        turn.pending = rest.copy()
+        if whole:
+            self._wake.set()
+
+    def _resolve(self, turn: _Turn) -> None:
+        if turn.done is None:
+            turn.done = asyncio.get_running_loop().create_future()
+        if not turn.done.done():
+            turn.done.set_result(turn.sent_samples / self.sample_rate)
