@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 _ABBREVIATIONS = frozenset("mr mrs ms dr st sr jr vs etc e.g i.e prof inc ltd co no approx dept fig".split())
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)")
-_CLAUSE_END = re.compile(r"[,;:]+(?=\s)|\s[—–-]{1,2}(?=\s)")
+_CLAUSE_END = re.compile(r"[,;:]+(?=\s)|[ \t][—–-]{1,2}(?=\s)")  # a dash between words, not a bullet
 _MARKDOWN = re.compile(r"(\*\*|__|`+|^#+\s*|^\s*[-*+]\s+|^\s*\d+\.\s+(?=\S))", re.MULTILINE)
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _EMOJI = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf\ufe0f]")

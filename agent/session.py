@@ -122,6 +122,20 @@ class _Speculation:
     task: asyncio.Task[Transcript]
 
 
+@dataclass(frozen=True, slots=True)
+class _Text:
+    text: str
+    verbatim: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Cancel:
+    pass
+
+
+_InboxItem = tuple[Pcm, float] | Commit | _Text | _Cancel
+
+
 class Session:
     """A conversation. Feed it with ``push_audio``; run ``run()`` as a task; cancel that task to end it."""
 
@@ -156,8 +170,12 @@ class Session:
         keep = int((settings.max_utterance_s + settings.preroll_s + 2.0) * INPUT_RATE)
         self._input = InputBuffer(keep)
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)
-        frames_max = max(4, int(settings.input_queue_s / 0.01))
-        self._queue: asyncio.Queue[tuple[Pcm, float]] = asyncio.Queue(maxsize=frames_max)
+        # One ordered inbox for audio and control, so "commit" is never processed before the audio
+        # sent ahead of it. Only audio is dropped when it is full (oldest first, counted).
+        self._inbox: deque[_InboxItem] = deque()
+        self._inbox_audio = 0
+        self._inbox_audio_max = max(4, int(settings.input_queue_s / 0.01))
+        self._inbox_ready = asyncio.Event()
         self.dropped_input_frames = 0
         self._tasks: asyncio.TaskGroup | None = None
         self._reply: tuple[int, asyncio.Task[None]] | None = None
@@ -170,15 +188,17 @@ class Session:
     # -- the transport's side ---------------------------------------------------------------------
     def push_audio(self, pcm16k: Pcm, received_at: float | None = None) -> None:
         """Queue 16 kHz input. Never blocks: when the queue is full the oldest frame is dropped."""
-        item = (pcm16k, time.monotonic() if received_at is None else received_at)
-        if self._queue.full():
-            self._queue.get_nowait()
+        if self._inbox_audio >= self._inbox_audio_max:
+            oldest = next(i for i, item in enumerate(self._inbox) if isinstance(item, tuple))
+            del self._inbox[oldest]
+            self._inbox_audio -= 1
             self.dropped_input_frames += 1
-        self._queue.put_nowait(item)
+        self._inbox_audio += 1
+        self._put((pcm16k, time.monotonic() if received_at is None else received_at))
 
     def commit(self) -> None:
-        """The user's turn is over now (push-to-talk release)."""
-        self._queue_control(Commit())
+        """The user's turn is over now (push-to-talk release), after the audio already pushed."""
+        self._put(Commit())
 
     def send_text(self, text: str, *, verbatim: bool = False) -> None:
         """A typed user message (answered by the LLM), or with ``verbatim`` a line the agent says as is."""
@@ -189,15 +209,11 @@ class Session:
             )
         if not text.strip():
             raise LimitError("empty text", code="empty_text")
-        for action in self.turns.feed(TextTurn()):
-            if isinstance(action, StartText):
-                self._pending_text[action.turn_id] = (text.strip(), verbatim)
-            self._queue_action(action)
+        self._put(_Text(text.strip(), verbatim))
 
     def cancel_response(self) -> None:
         """Stop the agent now (a client-side interrupt button)."""
-        if self._reply is not None:
-            self._queue_action(Interrupt(self._reply[0]))
+        self._put(_Cancel())
 
     async def run(self) -> None:
         """Run until cancelled. Cancelling ends every task of the session and awaits them."""
@@ -209,25 +225,41 @@ class Session:
             self._tasks = None
 
     # -- input ------------------------------------------------------------------------------------
-    def _queue_control(self, item: Commit) -> None:
-        for action in self.turns.feed(item):
-            self._queue_action(action)
-
-    def _queue_action(self, action: Action) -> None:
-        if self._tasks is None:
-            return
-        self._tasks.create_task(self._act(action))
+    def _put(self, item: _InboxItem) -> None:
+        self._inbox.append(item)
+        self._inbox_ready.set()
 
     async def _input_loop(self) -> None:
         while True:
-            pcm, received_at = await self._queue.get()
-            end = self._input.append(pcm)
-            self._arrivals.append((end, received_at))
-            frames = await self.engines.vad_worker.run(self._vad.process, pcm)
-            for frame in frames:
-                for action in self.turns.feed(frame):
-                    await self._act(action)
-            self._maybe_partial()
+            if not self._inbox:
+                self._inbox_ready.clear()
+                await self._inbox_ready.wait()
+                continue
+            item = self._inbox.popleft()
+            match item:
+                case (pcm, received_at):
+                    self._inbox_audio -= 1
+                    await self._on_audio(pcm, received_at)
+                case Commit():
+                    for action in self.turns.feed(item):
+                        await self._act(action)
+                case _Text(text=text, verbatim=verbatim):
+                    for action in self.turns.feed(TextTurn()):
+                        if isinstance(action, StartText):
+                            self._pending_text[action.turn_id] = (text, verbatim)
+                        await self._act(action)
+                case _Cancel():
+                    if self._reply is not None:
+                        await self._act(Interrupt(self._reply[0]))
+
+    async def _on_audio(self, pcm: Pcm, received_at: float) -> None:
+        end = self._input.append(pcm)
+        self._arrivals.append((end, received_at))
+        frames = await self.engines.vad_worker.run(self._vad.process, pcm)
+        for frame in frames:
+            for action in self.turns.feed(frame):
+                await self._act(action)
+        self._maybe_partial()
 
     def _arrival_of(self, sample: int) -> float:
         """When the server received the input frame holding ``sample``."""

@@ -1,0 +1,162 @@
+"""A whole session on a real event loop with fake models: what the client receives, what memory holds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from agent import events as ev
+from agent.events import STAGE_ORDER
+from agent.session import Session
+from streaming.playout import PacedOutput
+from tests.scripted.fakes import FakeLlm, fake_engines, fast_settings, silence, speech
+
+FRAME = 320  # 20 ms at 16 kHz
+
+
+@dataclass
+class Harness:
+    session: Session
+    output: PacedOutput
+    events: list[ev.Event] = field(default_factory=list)
+    frames: list[bytes] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def emit(self, event: ev.Event) -> None:
+        self.events.append(event)
+        self.changed.set()
+
+    async def feed(self, pcm: np.ndarray, realtime: bool = False) -> None:
+        for i in range(0, len(pcm), FRAME):
+            self.session.push_audio(pcm[i : i + FRAME])
+            await asyncio.sleep(0.02 if realtime else 0.001)
+
+    def of(self, kind: type) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    async def until(self, kind: type, count: int = 1, timeout_s: float = 10.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            while len(self.of(kind)) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@contextlib.asynccontextmanager
+async def harness(**settings: object) -> AsyncIterator[Harness]:
+    engines = fake_engines()
+    s = fast_settings(**settings)
+    frames: list[bytes] = []
+    output = PacedOutput(16000, frames.append, lead_s=s.playout_lead_s)
+    h = Harness(None, output, frames=frames)  # type: ignore[arg-type]
+    h.session = Session(engines, s, output, h.emit, session_id="test")
+    tasks = [asyncio.create_task(output.run()), asyncio.create_task(h.session.run())]
+    try:
+        yield h
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        engines.close()
+    # No task of the session may outlive it.
+    leaked = [t for t in asyncio.all_tasks() if "test" in t.get_name() and not t.done()]
+    assert not leaked
+
+
+async def test_a_turn_is_heard_answered_spoken_and_remembered() -> None:
+    async with harness() as h:
+        await h.feed(np.concatenate([silence(0.2), speech(0.5), silence(0.4)]))
+        await h.until(ev.TurnMetrics)
+    kinds = [type(e).__name__ for e in h.events if not isinstance(e, ev.ResponseTextDelta)]
+    assert kinds == [
+        "SpeechStarted", "SpeechStopped", "TranscriptFinal", "ResponseStarted",
+        "ResponseAudioStarted", "ResponseAudioDone", "ResponseDone", "TurnMetrics",
+    ]  # fmt: skip
+    (final,) = h.of(ev.TranscriptFinal)
+    assert final.text == "w1 w2 w3 w4 w5"
+    (done,) = h.of(ev.ResponseDone)
+    assert done.text.startswith("You said w1 w2 w3 w4 w5.") and not done.interrupted
+    assert sum(len(f) for f in h.frames) > 0
+    (metrics,) = h.of(ev.TurnMetrics)
+    stamps = [metrics.timeline_ms[k] for k in STAGE_ORDER]
+    assert stamps == sorted(stamps)
+    assert [m.role for m in h.session.memory.messages] == ["user", "assistant"]
+    assert h.session.memory.messages[1].text == done.text
+
+
+async def test_speech_that_resumes_after_a_pause_gets_one_reply_to_all_of_it() -> None:
+    async with harness() as h:
+        # 0.15 s pause: silence onset fires (speculative ASR of the first half), then speech resumes.
+        await h.feed(np.concatenate([speech(0.3), silence(0.15), speech(0.3), silence(0.4)]))
+        await h.until(ev.ResponseDone)
+        await asyncio.sleep(0.1)
+    assert len(h.of(ev.TranscriptFinal)) == 1
+    assert len(h.of(ev.ResponseStarted)) == 1
+    (done,) = h.of(ev.ResponseDone)
+    assert h.of(ev.TranscriptFinal)[0].text == "w1 w2 w3 w4 w5 w6"  # both halves
+    assert "w6" in done.text
+    assert [m.text for m in h.session.memory.messages if m.role == "user"] == ["w1 w2 w3 w4 w5 w6"]
+
+
+async def test_a_model_failing_mid_turn_is_reported_and_the_session_goes_on() -> None:
+    async with harness() as h:
+        llm = h.session.engines.llm
+        assert isinstance(llm, FakeLlm)
+        llm.fail_next = True
+        await h.feed(np.concatenate([speech(0.3), silence(0.4)]))
+        await h.until(ev.Error)
+        (err,) = h.of(ev.Error)
+        assert err.code == "llm_failed" and "fell over" in err.message and not err.fatal
+        await h.feed(np.concatenate([speech(0.3), silence(0.4)]))
+        await h.until(ev.ResponseDone)
+    (done,) = h.of(ev.ResponseDone)
+    assert done.turn_id == 2 and not done.interrupted
+
+
+async def test_user_speech_during_the_reply_stops_it_and_memory_keeps_what_was_heard() -> None:
+    async with harness() as h:
+        await h.feed(np.concatenate([speech(0.3), silence(0.3)]))
+        await h.until(ev.ResponseAudioStarted)
+        await asyncio.sleep(0.3)  # the agent has been talking for a while
+        sent_before = len(h.frames)
+        await h.feed(speech(0.2), realtime=True)
+        await h.until(ev.AudioClear)
+        await h.until(ev.ResponseDone)
+        frames_at_clear = len(h.frames)
+        await asyncio.sleep(0.3)
+        assert len(h.frames) == frames_at_clear  # nothing of the old turn keeps playing
+    assert sent_before > 0
+    (clear,) = h.of(ev.AudioClear)
+    assert clear.turn_id == 1
+    (done,) = h.of(ev.ResponseDone)
+    assert done.interrupted and done.turn_id == 1
+    full = "You said w1 w2 w3. That is one clause, and here is another clause for you."
+    assert 0 < len(done.text) < len(full) and full.startswith(done.text)
+    assistant = [m for m in h.session.memory.messages if m.role == "assistant"]
+    assert assistant[0].text == done.text and assistant[0].interrupted
+
+
+async def test_typed_text_is_answered_and_say_is_spoken_verbatim() -> None:
+    async with harness() as h:
+        h.session.send_text("hello there")
+        await h.until(ev.ResponseDone)
+        h.session.send_text("Welcome back.", verbatim=True)
+        await h.until(ev.ResponseDone, 2)
+    first, second = h.of(ev.ResponseDone)
+    assert first.text.startswith("You said hello there.")
+    assert second.text == "Welcome back."
+
+
+async def test_text_over_the_limit_is_refused() -> None:
+    async with harness(max_tts_chars=10) as h:
+        from agent.errors import LimitError
+
+        with pytest.raises(LimitError) as info:
+            h.session.send_text("x" * 11, verbatim=True)
+        assert info.value.code == "text_too_long"
