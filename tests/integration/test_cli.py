@@ -1,0 +1,72 @@
+"""The CLI with the real embedded models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import pytest
+
+from tests.support import wer
+
+SENTENCE = "The quick brown fox jumps over the lazy dog."
+
+
+def voxloop(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streaming.cli", *args], capture_output=True, text=True, timeout=timeout_s
+    )
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "fox.wav"
+    done = voxloop("say", SENTENCE, "-o", str(path), "--rate", "16000")
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+def test_say_writes_a_wav_at_the_asked_rate(spoken: Path) -> None:
+    with wave.open(str(spoken)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+        assert 1.5 < w.getnframes() / 16000 < 6
+
+
+@pytest.mark.parametrize(("model", "bound"), [("tiny.en", 0.25), ("base", 0.15)])
+def test_transcribe_with_either_embedded_asr_model(spoken: Path, model: str, bound: float) -> None:
+    done = voxloop("transcribe", str(spoken), "--asr-model", model)
+    assert done.returncode == 0, done.stderr
+    assert wer(SENTENCE, done.stdout) <= bound, done.stdout
+
+
+def test_transcribe_reports_a_bad_file_clearly(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not a wav at all")
+    done = voxloop("transcribe", str(bad))
+    assert done.returncode == 2
+    assert "cannot read WAV" in done.stderr
+
+
+def test_models_verify_rehashes_every_selected_model() -> None:
+    done = voxloop("models", "verify")
+    assert done.returncode == 0, done.stderr
+    for role in ("asr", "llm", "tts", "vad"):
+        assert f"{role}: " in done.stdout and " ok " in done.stdout
+
+
+def test_models_list_names_each_package() -> None:
+    done = voxloop("models", "list")
+    assert done.returncode == 0
+    assert "qwen2.5-coder-0.5b-instruct-q4_k_m" in done.stdout and "whisper-base" in done.stdout
+
+
+def test_an_unknown_model_is_a_clear_error() -> None:
+    done = voxloop("serve", "--llm-model", "/nonexistent/model.gguf", "--port", "0")
+    assert done.returncode == 2 and "neither an embedded model nor a GGUF file" in done.stderr
+
+
+def test_serve_help_lists_every_setting_with_its_variable() -> None:
+    done = voxloop("serve", "--help")
+    assert "--endpoint-silence-s" in done.stdout and "VOXLOOP_ENDPOINT_SILENCE_S" in done.stdout
