@@ -80,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--rate", type=int, default=0, help="sample rate of the WAV (default: the model's)")
     tr = sub.add_parser("transcribe", parents=[settings], help="transcribe a WAV file with the ASR model")
     tr.add_argument("file", type=Path)
+    b = sub.add_parser(
+        "bench",
+        parents=[settings],
+        help="measure voice-to-voice latency (p50/p95/p99) over real-time spoken turns",
+        description="Speak fixed sentences to a server in real time and measure voice-to-voice latency "
+        "at the client, as ../shared/LATENCY.md defines it. Without --url, starts its own server.",
+    )
+    b.add_argument("--url", help="a running server's WebSocket URL, e.g. ws://127.0.0.1:8000/ws")
+    b.add_argument("--turns", type=int, default=20, help="measured turns (after one warm-up turn)")
+    b.add_argument("--out", default="bench-out", help="folder for bench.json")
+    b.add_argument("--extra-sessions", type=int, default=0, help="then hold N more sessions; RSS per session")
     return parser
 
 
@@ -91,7 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
     try:
         settings = Settings.from_env(**overrides)
-        handler = {"serve": _serve, "models": _models, "say": _say, "transcribe": _transcribe}[args.command]
+        handler = {
+            "serve": _serve,
+            "models": _models,
+            "say": _say,
+            "transcribe": _transcribe,
+            "bench": _bench,
+        }[args.command]
         return handler(settings, args)
     except VoxloopError as e:
         log.error("%s (%s)", e.message, e.code)
@@ -173,6 +190,12 @@ def _transcribe(settings: Settings, args: argparse.Namespace) -> int:
     sys.stdout.write(transcript.text + "\n")
     log.info("%.2f s of audio in %.0f ms (%s)", transcript.audio_s, transcript.elapsed_s * 1e3, asr.name)
     return 0
+
+
+def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    from streaming import bench
+
+    return bench.main(args, settings)
 
 
 def read_wav(path: Path) -> tuple[Any, int]:

@@ -11,9 +11,7 @@ import numpy.typing as npt
 from agent.config import Settings
 from agent.engines import load_tts
 from agent.tts.base import Tts
-from streaming.audio import float_to_pcm, resample
-
-AUDIBLE = 328  # -40 dBFS in int16
+from streaming import bench
 
 
 @functools.cache
@@ -22,13 +20,8 @@ def _tts() -> Tts:
 
 
 def utterance(text: str, rate: int = 16000) -> npt.NDArray[np.int16]:
-    """``text`` spoken by the embedded TTS at ``rate``, trailing silence trimmed: the last sample is
-    the last speech sample (leading silence kept short, as a person starts talking)."""
-    tts = _tts()
-    pcm = resample(float_to_pcm(tts.synthesize(text)), tts.sample_rate, rate)
-    loud = np.nonzero(np.abs(pcm.astype(np.int32)) > AUDIBLE)[0]
-    start = max(0, int(loud[0]) - rate // 10)
-    return pcm[start : int(loud[-1]) + 1]
+    """``text`` spoken by the embedded TTS at ``rate``, ending on its last speech sample."""
+    return bench.utterance(_tts(), text, rate)
 
 
 def words(text: str) -> list[str]:

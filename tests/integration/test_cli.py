@@ -70,3 +70,15 @@ def test_an_unknown_model_is_a_clear_error() -> None:
 def test_serve_help_lists_every_setting_with_its_variable() -> None:
     done = voxloop("serve", "--help")
     assert "--endpoint-silence-s" in done.stdout and "VOXLOOP_ENDPOINT_SILENCE_S" in done.stdout
+
+
+def test_bench_runs_turns_and_writes_its_report(tmp_path: Path) -> None:
+    """A smoke test of the ruler: it finishes and writes its file. Its figures are not asserted."""
+    done = voxloop("bench", "--turns", "2", "--out", str(tmp_path), timeout_s=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "v2v at the client" in done.stdout
+    import json
+
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert len(report["turns"]) == 2 and report["conditions"]["transport"] == "websocket-pcm"
+    assert all(t["v2v_ms"] is not None for t in report["turns"])
