@@ -44,6 +44,10 @@ class Settings:
     asr_threads: int = _f(2, "CPU threads for the ASR model")
     asr_beam_size: int = _f(1, "beam size for the final transcript (1 = greedy, fastest)")
     asr_language: str = _f("en", "spoken language code, or '' to detect it (multilingual models)")
+    asr_min_window_s: float = _f(
+        10.0,
+        "shortest Whisper window for short utterances (speed; see agent/asr/faster_whisper.py); 0 = 30 s",
+    )
     llm_model: str = _f(
         "qwen", "LLM: 'qwen' (Qwen2.5-Coder-0.5B Q4_K_M, embedded), 'smollm2' (tiny, embedded) or a GGUF path"
     )
@@ -64,7 +68,18 @@ class Settings:
     vad_release_threshold: float = _f(0.35, "probability under which speech counts as ended (hysteresis)")
     webrtcvad_mode: int = _f(2, "webrtcvad aggressiveness 0-3 (the cheap gate in front of Silero); -1 = off")
     min_speech_s: float = _f(0.12, "speech shorter than this is noise, not the start of a turn")
-    endpoint_silence_s: float = _f(0.5, "silence after speech that ends the user's turn")
+    endpoint_silence_s: float = _f(
+        0.7, "silence that ends the user's turn while the pause's transcript is not known yet"
+    )
+    endpoint_complete_s: float = _f(
+        0.35, "silence that ends the turn once the transcript is a finished sentence"
+    )
+    endpoint_incomplete_s: float = _f(
+        1.0, "silence that ends the turn when the transcript dangles ('and', a comma): the user may go on"
+    )
+    speculative_reply: bool = _f(
+        True, "start the reply (LLM, TTS) when the pause's transcript is ready, hold it until the endpoint"
+    )
     preroll_s: float = _f(0.25, "audio kept before detected speech start and given to ASR")
     max_utterance_s: float = _f(30.0, "longest user utterance; the turn is ended there and answered")
     partial_interval_s: float = _f(1.0, "seconds between partial transcripts while the user speaks (0 = off)")
@@ -77,8 +92,9 @@ class Settings:
             raise ConfigError(f"port {self.port} out of range")
         if not 0.0 < self.vad_release_threshold <= self.vad_threshold < 1.0:
             raise ConfigError("need 0 < vad_release_threshold <= vad_threshold < 1")
-        if self.endpoint_silence_s < 0.05:
-            raise ConfigError("endpoint_silence_s must be at least 0.05")
+        for name in ("endpoint_silence_s", "endpoint_complete_s", "endpoint_incomplete_s"):
+            if getattr(self, name) < 0.05:
+                raise ConfigError(f"{name} must be at least 0.05 s")
         if self.max_utterance_s <= 1:
             raise ConfigError("max_utterance_s must exceed 1 s")
         if self.webrtcvad_mode not in (-1, 0, 1, 2, 3):
@@ -117,7 +133,10 @@ def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
     kind: type[Any] = type(f.default)
     try:
         if kind is bool:
-            return raw.strip().lower() in ("1", "true", "yes", "on")
+            word = raw.strip().lower()
+            if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(raw)
+            return word in ("1", "true", "yes", "on")
         return kind(raw)
     except ValueError as e:
         raise ConfigError(f"{env_name(f.name)}={raw!r}: expected {kind.__name__}") from e

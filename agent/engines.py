@@ -101,6 +101,7 @@ def load_asr(settings: Settings, progress: models.ProgressFactory | None = None)
         threads=settings.asr_threads,
         beam_size=settings.asr_beam_size,
         language=settings.asr_language,
+        min_window_s=settings.asr_min_window_s,
     )
 
 

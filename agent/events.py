@@ -137,13 +137,17 @@ Event = (
     | Error
 )
 
-# The order stages happen in, for TurnMetrics.timeline_ms (tests check timestamps follow it).
+# The stages of TurnMetrics.timeline_ms, in the order they must happen (each waits for the one before).
 STAGE_ORDER = (
     "speech_end",  # server received the frame holding the last speech sample (0 by definition)
-    "endpoint",  # the turn was declared over
     "asr_final",  # final transcript ready
     "llm_first_token",
     "first_clause",  # first complete clause handed to TTS
     "tts_first_audio",  # TTS produced the first clause's audio
     "audio_first_sent",  # first agent audio frame written to the transport
 )
+# "endpoint" (the turn was declared over) lies between speech_end and audio_first_sent. With the
+# speculative pipeline it may come after asr_final, or even after tts_first_audio: the reply's audio is
+# made while the user is silent and held until the endpoint.
+ENDPOINT = "endpoint"
+STAGES = (STAGE_ORDER[0], ENDPOINT, *STAGE_ORDER[1:])  # for reports

@@ -48,16 +48,21 @@ class Memory:
     def add_user(self, text: str) -> None:
         if text.strip():
             self._messages.append(Message("user", text.strip()))
+            self._trim()
 
     def add_assistant(self, text: str, *, interrupted: bool = False) -> None:
         """What the user heard of a reply. Nothing heard means nothing is added."""
         if text.strip():
             self._messages.append(Message("assistant", text.strip(), interrupted))
+            self._trim()
 
-    def render(self) -> list[dict[str, str]]:
-        """Chat messages for the LLM: system prompt + the newest turns that fit the budget."""
+    def render(self, pending_user: str | None = None) -> list[dict[str, str]]:
+        """Chat messages for the LLM: system prompt + the newest turns that fit the budget. Pure.
+
+        ``pending_user``: a user message not (yet) committed, rendered last (a speculative reply)."""
         merged: list[Message] = []
-        for m in self._messages:
+        pending = [Message("user", pending_user)] if pending_user else []
+        for m in [*self._messages, *pending]:
             if merged and merged[-1].role == m.role:
                 prev = merged[-1]
                 merged[-1] = Message(m.role, f"{prev.text} {m.text}", prev.interrupted or m.interrupted)
@@ -75,7 +80,6 @@ class Memory:
         # The conversation must start with a user message after the system prompt.
         while kept and kept[0].role != "user":
             kept.pop(0)
-        self._forget(len(merged) - len(kept))
         return [{"role": "system", "content": self.system_prompt}] + [
             {"role": m.role, "content": m.text} for m in kept
         ]
@@ -83,18 +87,10 @@ class Memory:
     def _cost(self, text: str) -> int:
         return self._count(text) + MESSAGE_OVERHEAD_TOKENS
 
-    def _forget(self, n_merged: int) -> None:
-        """Drop from storage what no longer fits, so memory stays bounded over long sessions."""
-        if n_merged <= 0:
-            return
-        # Count the stored messages that the first n_merged merged messages were made of.
-        raw = 0
-        seen = 0
-        for i, m in enumerate(self._messages):
-            if i == 0 or self._messages[i - 1].role != m.role:
-                seen += 1
-            if seen > n_merged:
-                break
-            raw += 1
-        self._messages = self._messages[raw:]
-        self.dropped_messages += raw
+    def _trim(self) -> None:
+        """Drop the oldest stored messages that can never fit again, so storage stays bounded."""
+        budget = self.budget_tokens - self._cost(self.system_prompt)
+        total = sum(self._cost(m.text) for m in self._messages)
+        while self._messages and total > budget:
+            total -= self._cost(self._messages.pop(0).text)
+            self.dropped_messages += 1

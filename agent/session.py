@@ -1,14 +1,16 @@
-"""One conversation: audio in -> VAD -> turn-taking -> ASR -> LLM -> clauses -> TTS -> audio out.
+"""One conversation: audio in -> VAD -> turn-taking -> ASR -> reply (agent/reply.py) -> audio out.
 
 ``Session.run()`` owns every task of the conversation in one TaskGroup: the input task (VAD and
-turn-taking on each input frame) and, per user turn, one reply task (ASR final, LLM, TTS). turn.py
-decides; this module executes its actions and runs the models in their worker threads.
+turn-taking on each input frame, in order with control messages) and the replies. turn.py decides;
+this module executes its actions and runs the models in their worker threads.
 
-Latency choices made here:
-- the ASR pass starts when silence begins (``SilenceOnset``), not when the endpoint fires; if the user
-  resumes, its result is dropped. At the endpoint the transcript is usually ready.
-- the LLM streams; the first clause goes to TTS as soon as it is complete, while the LLM goes on;
-- audio goes to the transport as each clause is synthesized.
+The speculative pipeline, as a timeline of one pause:
+- silence begins (``SilenceOnset``): the final ASR pass starts on the speech so far;
+- the transcript is ready (``TranscriptReady``): turn.py sets the endpoint silence from it (short for
+  a finished sentence, long for a dangling one) and asks to ``Speculate``: a held reply starts, LLM and
+  TTS running while the user is silent, nothing sent, nothing remembered;
+- the endpoint (``EndOfTurn``) releases the held reply: what it has made goes out at once;
+- the user resumes (``SpeechResumed``): the ASR pass and the held reply are dropped without trace.
 Every stage stamps its first output; ``TurnMetrics`` carries the timeline to the client.
 """
 
@@ -16,39 +18,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from agent.asr.base import Transcript
-from agent.chunker import ClauseChunker, SpokenClause, heard_text
 from agent.config import Settings
 from agent.engines import Engines
-from agent.errors import LimitError, StageError, VoxloopError
-from agent.events import (
-    AudioClear,
-    Error,
-    ResponseAudioDone,
-    ResponseAudioStarted,
-    ResponseDone,
-    ResponseStarted,
-    ResponseTextDelta,
-    SpeechStarted,
-    SpeechStopped,
-    TranscriptFinal,
-    TranscriptPartial,
-    TurnMetrics,
-)
+from agent.errors import LimitError
+from agent.events import AudioClear, Error, SpeechStarted, SpeechStopped, TranscriptPartial
 from agent.io import AudioOutput, EventSink
-from agent.llm.base import GenerationOptions
 from agent.memory import Memory
-from agent.tts.base import pause_after, trim_silence
+from agent.reply import Reply, ReplyContext, Timeline
 from agent.turn import (
     VAD_RATE,
     Action,
@@ -58,14 +45,17 @@ from agent.turn import (
     ReplyEnded,
     ReplyStarted,
     SilenceOnset,
+    Speculate,
     SpeechResumed,
     StartSpeech,
     StartText,
     TextTurn,
+    TranscriptReady,
     TurnPolicy,
     TurnTaking,
+    transcript_complete,
 )
-from streaming.audio import AudioChunk, Pcm, float_to_pcm, pcm_to_float
+from streaming.audio import Pcm, pcm_to_float
 
 log = logging.getLogger(__name__)
 
@@ -99,27 +89,31 @@ class InputBuffer:
 
 
 @dataclass
-class _Timeline:
-    """Monotonic stamps of one turn, reported relative to ``origin`` (the last speech sample's arrival)."""
+class _Pause:
+    """The ASR pass of one pause, and the held reply built on it."""
 
-    origin: float
-    stamps: dict[str, float] = field(default_factory=dict)
-    durations_ms: dict[str, float] = field(default_factory=dict)
-
-    def mark(self, stage: str, at: float | None = None) -> None:
-        self.stamps.setdefault(stage, time.monotonic() if at is None else at)
-
-    def metrics(self, turn_id: int) -> TurnMetrics:
-        timeline = {k: round((v - self.origin) * 1000.0, 1) for k, v in self.stamps.items()}
-        return TurnMetrics(turn_id, {"speech_end": 0.0, **timeline}, dict(self.durations_ms))
-
-
-@dataclass
-class _Speculation:
     turn_id: int
     start: int
     end: int
-    task: asyncio.Task[Transcript]
+    asr: asyncio.Task[Transcript]
+    reply: Reply | None = None
+    reply_task: asyncio.Task[None] | None = None
+
+    def matches(self, turn_id: int, start: int, end: int) -> bool:
+        return (self.turn_id, self.start, self.end) == (turn_id, start, end)
+
+    def cancel(self) -> None:
+        self.asr.cancel()
+        if self.reply_task is not None:
+            self.reply_task.cancel()
+
+
+@dataclass(frozen=True, slots=True)
+class _AsrDone:
+    turn_id: int
+    start: int
+    end: int
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +127,7 @@ class _Cancel:
     pass
 
 
-_InboxItem = tuple[Pcm, float] | Commit | _Text | _Cancel
+_InboxItem = tuple[Pcm, float] | Commit | _Text | _Cancel | _AsrDone
 
 
 class Session:
@@ -160,6 +154,8 @@ class Session:
                 release_threshold=settings.vad_release_threshold,
                 min_speech_s=settings.min_speech_s,
                 endpoint_silence_s=settings.endpoint_silence_s,
+                endpoint_complete_s=settings.endpoint_complete_s,
+                endpoint_incomplete_s=settings.endpoint_incomplete_s,
                 max_utterance_s=settings.max_utterance_s,
             )
         )
@@ -178,8 +174,8 @@ class Session:
         self._inbox_ready = asyncio.Event()
         self.dropped_input_frames = 0
         self._tasks: asyncio.TaskGroup | None = None
-        self._reply: tuple[int, asyncio.Task[None]] | None = None
-        self._speculation: _Speculation | None = None
+        self._reply: tuple[int, asyncio.Task[None]] | None = None  # the live (released) reply
+        self._pause: _Pause | None = None
         self._partial_task: asyncio.Task[None] | None = None
         self._partial_at = 0
         self._pending_text: dict[int, tuple[str, bool]] = {}  # turn_id -> (text, verbatim)
@@ -251,6 +247,10 @@ class Session:
                 case _Cancel():
                     if self._reply is not None:
                         await self._act(Interrupt(self._reply[0]))
+                case _AsrDone(turn_id=tid, start=start, end=end, text=text):
+                    ready = TranscriptReady(tid, start, end, transcript_complete(text))
+                    for action in self.turns.feed(ready):
+                        await self._act(action)
 
     async def _on_audio(self, pcm: Pcm, received_at: float) -> None:
         end = self._input.append(pcm)
@@ -276,43 +276,67 @@ class Session:
             case Interrupt(turn_id=tid):
                 await self._interrupt(tid)
             case SilenceOnset(turn_id=tid, start_sample=start, end_sample=end):
-                self._cancel_speculation()
+                self._drop_pause()
                 task = asyncio.ensure_future(self._transcribe(start, self._input.end, final=True))
-                self._speculation = _Speculation(tid, start, end, task)
+                task.add_done_callback(functools.partial(self._asr_done, tid, start, end))
+                self._pause = _Pause(tid, start, end, task)
+            case Speculate(turn_id=tid, start_sample=start, end_sample=end):
+                self._speculate(tid, start, end)
             case SpeechResumed():
-                self._cancel_speculation()
+                self._drop_pause()
             case EndOfTurn(turn_id=tid, start_sample=start, end_sample=end, reason=reason):
                 self._end_of_turn(tid, start, end, reason)
             case StartText(turn_id=tid):
                 text, verbatim = self._pending_text.pop(tid)
-                now = time.monotonic()
-                self._start_reply(tid, self._reply_to_text(tid, text, verbatim, _Timeline(now)))
+                reply = Reply(self._reply_context, tid, Timeline(time.monotonic()), held=False)
+                self._go_live(reply, self._spawn(reply.to_text(text, verbatim=verbatim), tid))
+
+    def _asr_done(self, tid: int, start: int, end: int, task: asyncio.Task[Transcript]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self._put(_AsrDone(tid, start, end, task.result().text))
+
+    def _speculate(self, tid: int, start: int, end: int) -> None:
+        pause = self._pause
+        if not self.settings.speculative_reply or pause is None or not pause.matches(tid, start, end):
+            return
+        if pause.reply is None and any(c.isalnum() for c in pause.asr.result().text):
+            pause.reply = Reply(self._reply_context, tid, Timeline(self._arrival_of(end)), held=True)
+            pause.reply_task = self._spawn(pause.reply.to_speech(pause.asr), tid)
+
+    def _drop_pause(self) -> None:
+        """The pause's ASR pass and held reply are void: nothing of them reached the client or memory."""
+        if self._pause is not None:
+            self._pause.cancel()
+            self._pause = None
 
     def _end_of_turn(self, tid: int, start: int, end: int, reason: str) -> None:
         endpoint_at = time.monotonic()
         self._emit(SpeechStopped(tid, end / INPUT_RATE, reason))
         if reason == "max_length":
+            limit = self.settings.max_utterance_s
             self._emit(
                 Error(
-                    tid,
-                    "utterance_too_long",
-                    f"the utterance reached {self.settings.max_utterance_s:g} s; answering what was said",
+                    tid, "utterance_too_long", f"the utterance reached {limit:g} s; answering what was said"
                 )
             )
-        spec = self._speculation
-        self._speculation = None
-        if spec is not None and (spec.turn_id, spec.start, spec.end) == (tid, start, end):
-            transcript_task = spec.task
-        else:
-            if spec is not None:
-                spec.task.cancel()
-            tail = int(ASR_TAIL_S * INPUT_RATE)
-            transcript_task = asyncio.ensure_future(self._transcribe(start, end + tail, final=True))
         if self._partial_task is not None:
             self._partial_task.cancel()
-        timeline = _Timeline(self._arrival_of(end))
-        timeline.mark("endpoint", endpoint_at)
-        self._start_reply(tid, self._reply_to_speech(tid, transcript_task, timeline))
+        pause, self._pause = self._pause, None
+        if pause is not None and pause.matches(tid, start, end):
+            if pause.reply is not None and pause.reply_task is not None:
+                pause.reply.timeline.mark("endpoint", endpoint_at)
+                pause.reply.release()
+                self._go_live(pause.reply, pause.reply_task)
+                return
+            transcript_task = pause.asr
+        else:
+            if pause is not None:
+                pause.cancel()
+            tail = int(ASR_TAIL_S * INPUT_RATE)
+            transcript_task = asyncio.ensure_future(self._transcribe(start, end + tail, final=True))
+        reply = Reply(self._reply_context, tid, Timeline(self._arrival_of(end)), held=False)
+        reply.timeline.mark("endpoint", endpoint_at)
+        self._go_live(reply, self._spawn(reply.to_speech(transcript_task), tid))
 
     # -- ASR --------------------------------------------------------------------------------------
     async def _transcribe(self, start: int, end: int, *, final: bool) -> Transcript:
@@ -337,25 +361,36 @@ class Session:
     async def _partial(self, tid: int) -> None:
         try:
             transcript = await self._transcribe(self.turns.speech_start_sample, self._input.end, final=False)
-        except VoxloopError as e:
-            log.warning("%s: partial transcript failed: %s", self.session_id, e)
+        except Exception as e:  # best effort: a failing model shows up in the final pass, as an error
+            log.warning("%s: partial transcript failed: %r", self.session_id, e)
             return
         if tid == self.turns.turn_id and self.turns.state.value in ("speaking", "paused") and transcript.text:
             self._emit(TranscriptPartial(tid, transcript.text))
 
-    def _cancel_speculation(self) -> None:
-        if self._speculation is not None:
-            self._speculation.task.cancel()
-            self._speculation = None
-
     # -- replies ----------------------------------------------------------------------------------
-    def _start_reply(self, tid: int, coro: Coroutine[Any, Any, None]) -> None:
-        assert self._tasks is not None  # noqa: S101 - internal invariant: actions run inside run()
+    @property
+    def _reply_context(self) -> ReplyContext:
+        return ReplyContext(
+            self.engines, self.settings, self.memory, self._output, self._emit, self.session_id
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], tid: int) -> asyncio.Task[None]:
+        if self._tasks is None:
+            raise RuntimeError("a session acts only inside run()")
+        return self._tasks.create_task(coro, name=f"{self.session_id}-reply-{tid}")
+
+    def _go_live(self, reply: Reply, task: asyncio.Task[None]) -> None:
+        """``reply`` is now the one the user hears (or is about to)."""
         if self._reply is not None and not self._reply[1].done():
             self._reply[1].cancel()
-        self.turns.feed(ReplyStarted(tid))
-        task = self._tasks.create_task(coro, name=f"{self.session_id}-reply-{tid}")
-        self._reply = (tid, task)
+        self.turns.feed(ReplyStarted(reply.turn_id))
+        task.add_done_callback(functools.partial(self._reply_finished, reply))
+        self._reply = (reply.turn_id, task)
+
+    def _reply_finished(self, reply: Reply, task: asyncio.Task[None]) -> None:
+        self.turns.feed(ReplyEnded(reply.turn_id))
+        if reply.completed:
+            self.turns_answered += 1
 
     async def _interrupt(self, tid: int) -> None:
         """Barge-in: stop audio now, tell the client to drop its buffer, cancel and await the reply."""
@@ -367,162 +402,3 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             self._reply = None
-
-    async def _reply_to_speech(
-        self, tid: int, transcript_task: asyncio.Future[Transcript], tl: _Timeline
-    ) -> None:
-        try:
-            try:
-                transcript = await transcript_task
-            except VoxloopError:
-                raise
-            except Exception as e:  # a model that fails mid-turn: report it, keep the session
-                log.exception("%s: ASR failed", self.session_id)
-                raise _stage_error("asr", e) from e
-            tl.mark("asr_final")
-            tl.durations_ms["asr"] = round(transcript.elapsed_s * 1000.0, 1)
-            self._emit(TranscriptFinal(tid, transcript.text, round(transcript.audio_s, 3)))
-            if not any(c.isalnum() for c in transcript.text):
-                self._emit(ResponseDone(tid, "", interrupted=False))
-                self._emit(tl.metrics(tid))
-                return
-            self.memory.add_user(transcript.text)
-            await self._respond(tid, tl, llm=True, text=None)
-        except VoxloopError as e:
-            self._emit(Error(tid, e.code, e.message, e.fatal))
-        finally:
-            self.turns.feed(ReplyEnded(tid))
-
-    async def _reply_to_text(self, tid: int, text: str, verbatim: bool, tl: _Timeline) -> None:
-        try:
-            if not verbatim:
-                self.memory.add_user(text)
-            await self._respond(tid, tl, llm=not verbatim, text=text if verbatim else None)
-        except VoxloopError as e:
-            self._emit(Error(tid, e.code, e.message, e.fatal))
-        finally:
-            self.turns.feed(ReplyEnded(tid))
-
-    async def _respond(self, tid: int, tl: _Timeline, *, llm: bool, text: str | None) -> None:
-        """Generate (or take) the reply text, speak it clause by clause, commit what was heard."""
-        self._emit(ResponseStarted(tid))
-        clauses: asyncio.Queue[str | None] = asyncio.Queue()
-        spoken: list[SpokenClause] = []
-        said: list[str] = []
-        try:
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    if llm:
-                        tg.create_task(self._generate(tid, tl, clauses))
-                    else:
-                        assert text is not None  # noqa: S101 - verbatim replies carry their text
-                        chunker = ClauseChunker()
-                        for c in [*chunker.push(text), *chunker.flush()]:
-                            clauses.put_nowait(c)
-                        clauses.put_nowait(None)
-                    tg.create_task(self._synthesize(tid, tl, clauses, spoken, said))
-            except ExceptionGroup as group:
-                raise _first_error(group) from None
-            self._output.end_turn(tid)
-            sent_s = await self._output.wait_done(tid)
-            # wait_done returns when the last frame left; the listener hears it up to lead_s later.
-            await asyncio.sleep(self.settings.playout_lead_s)
-            full = " ".join(said)
-            self.memory.add_assistant(full)
-            self._emit(ResponseAudioDone(tid, round(sent_s, 3)))
-            self._emit(ResponseDone(tid, full, interrupted=False))
-            self.turns_answered += 1
-            started = self._output.first_sent_at(tid)
-            if started is not None:
-                tl.mark("audio_first_sent", started)
-            self._emit(tl.metrics(tid))
-        except asyncio.CancelledError:
-            heard = heard_text(spoken, self._output.played_s(tid))
-            self.memory.add_assistant(heard, interrupted=True)
-            self._emit(ResponseDone(tid, heard, interrupted=True))
-            raise
-        finally:
-            self._output.forget(tid)
-
-    async def _generate(self, tid: int, tl: _Timeline, clauses: asyncio.Queue[str | None]) -> None:
-        loop = asyncio.get_running_loop()
-        deltas: asyncio.Queue[str | None] = asyncio.Queue()
-        stop = threading.Event()
-        messages = self.memory.render()
-        options = GenerationOptions(self.settings.max_reply_tokens, self.settings.temperature)
-        llm = self.engines.llm
-
-        def work() -> None:
-            try:
-                for delta in llm.stream_chat(messages, options, stop):
-                    loop.call_soon_threadsafe(deltas.put_nowait, delta)
-            finally:
-                with contextlib.suppress(RuntimeError):  # the loop may be gone at shutdown
-                    loop.call_soon_threadsafe(deltas.put_nowait, None)
-
-        started = time.perf_counter()
-        future = asyncio.ensure_future(self.engines.llm_worker.run(work))
-        chunker = ClauseChunker()
-        try:
-            while (delta := await deltas.get()) is not None:
-                tl.mark("llm_first_token")
-                self._emit(ResponseTextDelta(tid, delta))
-                for clause in chunker.push(delta):
-                    clauses.put_nowait(clause)
-            try:
-                await future
-            except Exception as e:
-                log.exception("%s: LLM failed", self.session_id)
-                raise _stage_error("llm", e) from e
-            tl.durations_ms["llm"] = round((time.perf_counter() - started) * 1000.0, 1)
-            for clause in chunker.flush():
-                clauses.put_nowait(clause)
-        finally:
-            stop.set()
-            clauses.put_nowait(None)
-
-    async def _synthesize(
-        self,
-        tid: int,
-        tl: _Timeline,
-        clauses: asyncio.Queue[str | None],
-        spoken: list[SpokenClause],
-        said: list[str],
-    ) -> None:
-        tts = self.engines.tts
-        position_s = 0.0
-        tts_ms = 0.0
-        while (clause := await clauses.get()) is not None:
-            tl.mark("first_clause")
-            started = time.perf_counter()
-            try:
-                audio = await self.engines.tts_worker.run(tts.synthesize, clause)
-            except Exception as e:
-                log.exception("%s: TTS failed", self.session_id)
-                raise _stage_error("tts", e) from e
-            tts_ms += (time.perf_counter() - started) * 1000.0
-            tl.mark("tts_first_audio")
-            audio = trim_silence(audio, tts.sample_rate, tail_s=pause_after(clause))
-            if len(audio) == 0:
-                continue
-            duration_s = len(audio) / tts.sample_rate
-            spoken.append(SpokenClause(clause, position_s, position_s + duration_s))
-            said.append(clause)
-            if position_s == 0.0:
-                self._emit(ResponseAudioStarted(tid, tts.sample_rate))
-            position_s += duration_s
-            self._output.push(tid, AudioChunk(float_to_pcm(audio), tts.sample_rate))
-        tl.durations_ms["tts"] = round(tts_ms, 1)
-
-
-def _stage_error(stage: str, e: Exception) -> VoxloopError:
-    return StageError(f"the {stage} model failed: {type(e).__name__}: {e}", code=f"{stage}_failed")
-
-
-def _first_error(group: ExceptionGroup) -> VoxloopError:
-    """The error a client should see from a failed reply pipeline (the first one raised)."""
-    for e in group.exceptions:
-        if isinstance(e, VoxloopError):
-            return e
-    log.error("reply pipeline failed", exc_info=group)
-    return StageError(f"internal error: {group.exceptions[0]!r}", code="internal_error")

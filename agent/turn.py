@@ -8,13 +8,22 @@ User-side states and what moves them (one row per transition, in ``_on_vad``)::
     LISTENING     speech frame               -> ONSET          (candidate start remembered)
     ONSET         speech frames >= min_speech -> SPEAKING       StartSpeech (+ Interrupt if agent busy)
     ONSET         silence frame              -> LISTENING      (noise: forgotten)
-    SPEAKING      silence frame              -> PAUSED         SilenceOnset  (speculative work may start)
+    SPEAKING      silence frame              -> PAUSED         SilenceOnset  (the ASR pass starts)
     SPEAKING      utterance >= max_utterance -> DRAINING       EndOfTurn(reason="max_length")
+    PAUSED        TranscriptReady (current)  -> PAUSED         Speculate (+ EndOfTurn if past its endpoint)
     PAUSED        speech frame               -> SPEAKING       SpeechResumed (speculative work is void)
-    PAUSED        silence >= endpoint_silence -> LISTENING      EndOfTurn(reason="silence")
+    PAUSED        silence >= endpoint        -> LISTENING      EndOfTurn(reason="silence")
     SPEAKING/PAUSED  Commit                  -> LISTENING      EndOfTurn(reason="commit")
     any           TextTurn                   -> (unchanged)    StartText (+ Interrupt if agent busy)
     DRAINING      silence frame              -> LISTENING      (a forced end waits for the user to stop)
+
+The endpoint is adaptive. Until the transcript of the pause is known it is ``endpoint_silence_s``; once
+it is known, ``endpoint_complete_s`` when the transcript reads as a finished sentence, else
+``endpoint_incomplete_s`` (a trailing "and", a comma: the user is likely to go on).
+
+Speculation: ``Speculate`` lets the session start the reply (LLM, TTS) on the pause's transcript while
+the user is still silent, holding its events and audio. ``EndOfTurn`` for the same span releases it at
+once; ``SpeechResumed`` voids it, with no trace on the wire or in memory.
 
 Agent-side: ``ReplyStarted``/``ReplyEnded`` mark whether a reply is in progress; a user StartSpeech
 while one is in progress also yields ``Interrupt`` for that reply's turn (barge-in is one path).
@@ -44,7 +53,9 @@ class TurnPolicy:
     threshold: float = 0.5
     release_threshold: float = 0.35
     min_speech_s: float = 0.12
-    endpoint_silence_s: float = 0.5
+    endpoint_silence_s: float = 0.7  # while the pause's transcript is not known yet
+    endpoint_complete_s: float = 0.35  # the transcript is a finished sentence
+    endpoint_incomplete_s: float = 1.0  # the transcript dangles
     max_utterance_s: float = 30.0
 
 
@@ -65,6 +76,16 @@ class Commit:
 
 
 @dataclass(frozen=True, slots=True)
+class TranscriptReady:
+    """The ASR pass started at ``SilenceOnset`` for [start, end) is done."""
+
+    turn_id: int
+    start_sample: int
+    end_sample: int
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
 class TextTurn:
     """A turn that arrives as text (typed by the user, or a scripted line for the agent to say)."""
 
@@ -79,7 +100,7 @@ class ReplyEnded:
     turn_id: int
 
 
-TurnInput = VadFrame | Commit | TextTurn | ReplyStarted | ReplyEnded
+TurnInput = VadFrame | Commit | TranscriptReady | TextTurn | ReplyStarted | ReplyEnded
 
 
 # -- actions ----------------------------------------------------------------------------------------
@@ -104,6 +125,15 @@ class SpeechResumed:
 
 
 @dataclass(frozen=True, slots=True)
+class Speculate:
+    """Start the reply to [start, end) now, held until its EndOfTurn (or voided by SpeechResumed)."""
+
+    turn_id: int
+    start_sample: int
+    end_sample: int
+
+
+@dataclass(frozen=True, slots=True)
 class EndOfTurn:
     turn_id: int
     start_sample: int
@@ -125,7 +155,7 @@ class Interrupt:
     turn_id: int
 
 
-Action = StartSpeech | SilenceOnset | SpeechResumed | EndOfTurn | StartText | Interrupt
+Action = StartSpeech | SilenceOnset | SpeechResumed | Speculate | EndOfTurn | StartText | Interrupt
 
 
 class TurnTaking:
@@ -141,6 +171,7 @@ class TurnTaking:
         self._speech_start = 0
         self._speech_end = 0
         self._silence_samples = 0
+        self._endpoint_s = self.policy.endpoint_silence_s  # of the current pause
 
     @property
     def speech_start_sample(self) -> int:
@@ -158,6 +189,8 @@ class TurnTaking:
                 if self.state in (UserState.SPEAKING, UserState.PAUSED):
                     return [self._end("commit", UserState.LISTENING)]
                 return []
+            case TranscriptReady():
+                return self._on_transcript(item)
             case TextTurn():
                 self.turn_id += 1
                 return [*self._interrupt_reply(), StartText(self.turn_id)]
@@ -200,6 +233,7 @@ class TurnTaking:
             case UserState.SPEAKING, False:
                 self.state = UserState.PAUSED
                 self._silence_samples = frame.samples
+                self._endpoint_s = p.endpoint_silence_s
                 return [SilenceOnset(self.turn_id, self._speech_start, self._speech_end)]
             case UserState.PAUSED, True:
                 self.state = UserState.SPEAKING
@@ -207,7 +241,7 @@ class TurnTaking:
                 return [SpeechResumed(self.turn_id)]
             case UserState.PAUSED, False:
                 self._silence_samples += frame.samples
-                if self._silence_samples >= p.endpoint_silence_s * VAD_RATE:
+                if self._silence_samples >= self._endpoint_s * VAD_RATE:
                     return [self._end("silence", UserState.LISTENING)]
                 return []
             case UserState.DRAINING, False:
@@ -215,6 +249,20 @@ class TurnTaking:
                 return []
             case _:
                 return []
+
+    def _on_transcript(self, ready: TranscriptReady) -> list[Action]:
+        current = (self.turn_id, self._speech_start, self._speech_end)
+        if (
+            self.state is not UserState.PAUSED
+            or (ready.turn_id, ready.start_sample, ready.end_sample) != current
+        ):
+            return []  # stale: the user went on, or the turn already ended
+        p = self.policy
+        self._endpoint_s = p.endpoint_complete_s if ready.complete else p.endpoint_incomplete_s
+        actions: list[Action] = [Speculate(*current)]
+        if self._silence_samples >= self._endpoint_s * VAD_RATE:
+            actions.append(self._end("silence", UserState.LISTENING))
+        return actions
 
     def _maybe_start(self, frame: VadFrame) -> list[Action]:
         if self._onset_samples < self.policy.min_speech_s * VAD_RATE:
@@ -234,3 +282,21 @@ class TurnTaking:
     def _end(self, reason: str, next_state: UserState) -> EndOfTurn:
         self.state = next_state
         return EndOfTurn(self.turn_id, self._speech_start, self._speech_end, reason)
+
+
+# Words after which a sentence is very likely to go on, even when the ASR put a period there.
+_DANGLING = frozenset(
+    "and or but so because if than that which who whose whom when where while with without to of for "
+    "from in on at by about into as the a an my your his her its our their this these those is are was "
+    "were am be been um uh er like".split()
+)
+
+
+def transcript_complete(text: str) -> bool:
+    """Whether ``text`` reads as a finished utterance: it ends with . ! or ? (not an ellipsis), and
+    its last word is not one that a sentence rarely ends on ("and", "the", "to", "um" ...)."""
+    t = text.strip().rstrip("\"'”’)]")
+    if not t or t.endswith(("...", "…")) or t[-1] not in ".!?":
+        return False
+    words = t.rstrip(".!?").split()
+    return bool(words) and words[-1].lower().strip(",;:") not in _DANGLING

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from agent.config import Settings
-from agent.events import STAGE_ORDER
+from agent.events import STAGES
 from agent.tts.base import Tts
 from streaming.audio import Pcm, float_to_pcm, resample
 from streaming.client import VoiceClient
@@ -171,9 +171,7 @@ async def extra_sessions(url: str, n: int) -> float:
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     v2v = [r["v2v_ms"] for r in rows if r["v2v_ms"] is not None]
-    stages = {
-        s: percentiles([r["timeline_ms"][s] for r in rows if s in r["timeline_ms"]]) for s in STAGE_ORDER
-    }
+    stages = {s: percentiles([r["timeline_ms"][s] for r in rows if s in r["timeline_ms"]]) for s in STAGES}
     models = {k: percentiles([r["durations_ms"][k] for r in rows if k in r["durations_ms"]])
               for k in ("asr", "llm", "tts")}  # fmt: skip
     return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import logging
 import sys
 import time
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from agent import __version__, models
-from agent.config import Settings, env_name
+from agent.config import Settings, env_name, parse_value
 from agent.errors import VoxloopError
 from streaming.audio import float_to_pcm, pcm_to_float, resample
 
@@ -39,6 +40,13 @@ class _Bar(models.Progress):
         self._bar.close()
 
 
+def _flag_value(f: dataclasses.Field[Any], raw: str) -> Any:
+    try:
+        return parse_value(f, raw)
+    except VoxloopError as e:
+        raise argparse.ArgumentTypeError(e.message) from e
+
+
 def _settings_parser() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("settings (each also an environment variable)")
@@ -47,7 +55,7 @@ def _settings_parser() -> argparse.ArgumentParser:
         group.add_argument(
             flag,
             dest=f.name,
-            type=type(f.default),
+            type=functools.partial(_flag_value, f),
             default=None,
             metavar=type(f.default).__name__.upper(),
             help=f"{f.metadata.get('help', '')} [{env_name(f.name)}; default: {f.default!r}]".replace(

@@ -42,7 +42,8 @@ class FakeVad:
 
 
 class FakeAsr:
-    """Says one word per 100 ms of loud audio: 'w1 w2 ...' (so a longer utterance has more words)."""
+    """Says one word per 100 ms of loud audio: 'w1 w2 ...' (so a longer utterance has more words),
+    ending in a period like Whisper does."""
 
     name = "fake-asr"
 
@@ -53,7 +54,8 @@ class FakeAsr:
         self.calls += 1
         loud = int(np.sum(np.abs(audio) >= (LOUD / 2) / 32768.0))
         n = loud // 1600
-        return Transcript(" ".join(f"w{i + 1}" for i in range(n)), "en", len(audio) / 16000, 0.001)
+        text = " ".join(f"w{i + 1}" for i in range(n))
+        return Transcript(text + "." if text else "", "en", len(audio) / 16000, 0.001)
 
 
 class FakeLlm:
@@ -100,8 +102,14 @@ def fake_engines() -> Engines:
 
 
 def fast_settings(**kw: object) -> Settings:
-    base: dict[str, object] = {"endpoint_silence_s": 0.2, "min_speech_s": 0.06, "partial_interval_s": 0.0,
-                               "playout_lead_s": 0.02}  # fmt: skip
+    base: dict[str, object] = {
+        "endpoint_silence_s": 0.25,
+        "endpoint_complete_s": 0.2,
+        "endpoint_incomplete_s": 0.3,
+        "min_speech_s": 0.06,
+        "partial_interval_s": 0.0,
+        "playout_lead_s": 0.02,
+    }
     base.update(kw)
     return Settings(**base)  # type: ignore[arg-type]
 

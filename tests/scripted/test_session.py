@@ -79,13 +79,14 @@ async def test_a_turn_is_heard_answered_spoken_and_remembered() -> None:
         "ResponseAudioStarted", "ResponseAudioDone", "ResponseDone", "TurnMetrics",
     ]  # fmt: skip
     (final,) = h.of(ev.TranscriptFinal)
-    assert final.text == "w1 w2 w3 w4 w5"
+    assert final.text == "w1 w2 w3 w4 w5."
     (done,) = h.of(ev.ResponseDone)
     assert done.text.startswith("You said w1 w2 w3 w4 w5.") and not done.interrupted
     assert sum(len(f) for f in h.frames) > 0
     (metrics,) = h.of(ev.TurnMetrics)
     stamps = [metrics.timeline_ms[k] for k in STAGE_ORDER]
     assert stamps == sorted(stamps)
+    assert 0 < metrics.timeline_ms["endpoint"] <= metrics.timeline_ms["audio_first_sent"]
     assert [m.role for m in h.session.memory.messages] == ["user", "assistant"]
     assert h.session.memory.messages[1].text == done.text
 
@@ -99,9 +100,16 @@ async def test_speech_that_resumes_after_a_pause_gets_one_reply_to_all_of_it() -
     assert len(h.of(ev.TranscriptFinal)) == 1
     assert len(h.of(ev.ResponseStarted)) == 1
     (done,) = h.of(ev.ResponseDone)
-    assert h.of(ev.TranscriptFinal)[0].text == "w1 w2 w3 w4 w5 w6"  # both halves
+    assert h.of(ev.TranscriptFinal)[0].text == "w1 w2 w3 w4 w5 w6."  # both halves
     assert "w6" in done.text
-    assert [m.text for m in h.session.memory.messages if m.role == "user"] == ["w1 w2 w3 w4 w5 w6"]
+    assert [m.text for m in h.session.memory.messages if m.role == "user"] == ["w1 w2 w3 w4 w5 w6."]
+    # A speculative reply to the first half did run (the LLM saw it), and left no trace: not on the
+    # wire (one reply, one transcript, above), not in memory (one user message, above).
+    llm = h.session.engines.llm
+    assert isinstance(llm, FakeLlm)
+    assert [m[-1]["content"] for m in llm.seen] == ["w1 w2 w3.", "w1 w2 w3 w4 w5 w6."]
+    texts = [e.text for e in h.of(ev.ResponseTextDelta)]
+    assert "w1 w2 w3." not in "".join(texts).replace("w1 w2 w3 w4", "")
 
 
 async def test_a_model_failing_mid_turn_is_reported_and_the_session_goes_on() -> None:
@@ -136,7 +144,7 @@ async def test_user_speech_during_the_reply_stops_it_and_memory_keeps_what_was_h
     assert clear.turn_id == 1
     (done,) = h.of(ev.ResponseDone)
     assert done.interrupted and done.turn_id == 1
-    full = "You said w1 w2 w3. That is one clause, and here is another clause for you."
+    full = "You said w1 w2 w3.. That is one clause, and here is another clause for you."
     assert 0 < len(done.text) < len(full) and full.startswith(done.text)
     assistant = [m for m in h.session.memory.messages if m.role == "assistant"]
     assert assistant[0].text == done.text and assistant[0].interrupted
@@ -160,3 +168,25 @@ async def test_text_over_the_limit_is_refused() -> None:
         with pytest.raises(LimitError) as info:
             h.session.send_text("x" * 11, verbatim=True)
         assert info.value.code == "text_too_long"
+
+
+async def test_a_held_reply_is_released_at_once_when_the_endpoint_is_confirmed() -> None:
+    # A long endpoint: the speculative reply is fully made (LLM and TTS) while the user is silent.
+    async with harness(endpoint_complete_s=0.5) as h:
+        await h.feed(np.concatenate([speech(0.3), silence(0.8)]), realtime=True)
+        await h.until(ev.TurnMetrics)
+    timeline = h.of(ev.TurnMetrics)[0].timeline_ms
+    assert timeline["llm_first_token"] < timeline["endpoint"]
+    assert timeline["tts_first_audio"] < timeline["endpoint"]
+    assert timeline["audio_first_sent"] - timeline["endpoint"] < 30  # released at once
+    # Nothing reached the client before the endpoint: SpeechStopped comes before every reply event.
+    kinds = [type(e).__name__ for e in h.events]
+    assert kinds.index("SpeechStopped") < kinds.index("TranscriptFinal") < kinds.index("ResponseStarted")
+
+
+async def test_speculation_can_be_switched_off() -> None:
+    async with harness(speculative_reply=False, endpoint_complete_s=0.5) as h:
+        await h.feed(np.concatenate([speech(0.3), silence(0.8)]), realtime=True)
+        await h.until(ev.TurnMetrics)
+    timeline = h.of(ev.TurnMetrics)[0].timeline_ms
+    assert timeline["llm_first_token"] > timeline["endpoint"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agent.turn import (
     VAD_WINDOW,
     Commit,
@@ -10,13 +12,16 @@ from agent.turn import (
     ReplyEnded,
     ReplyStarted,
     SilenceOnset,
+    Speculate,
     StartSpeech,
     StartText,
     TextTurn,
+    TranscriptReady,
     TurnPolicy,
     TurnTaking,
     UserState,
     VadFrame,
+    transcript_complete,
 )
 
 POLICY = TurnPolicy(min_speech_s=0.1, endpoint_silence_s=0.3, max_utterance_s=2.0)
@@ -133,3 +138,83 @@ def test_release_threshold_keeps_speech_going_through_soft_frames() -> None:
     for i, p in enumerate([0.9, 0.9, 0.4, 0.4, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]):
         acts += m.feed(VadFrame((i + 1) * VAD_WINDOW, p))
     assert [type(a).__name__ for a in acts] == ["StartSpeech", "SilenceOnset", "EndOfTurn"]
+
+
+# -- adaptive endpoint and speculation ----------------------------------------------------------------
+SPEC = TurnPolicy(
+    min_speech_s=0.1, endpoint_silence_s=0.5, endpoint_complete_s=0.2, endpoint_incomplete_s=1.0
+)
+
+
+def paused(policy: TurnPolicy = SPEC, silent_frames: int = 2) -> TurnTaking:
+    m = TurnTaking(policy)
+    drive(m, "#" * 10 + "." * silent_frames)
+    assert m.state is UserState.PAUSED
+    return m
+
+
+def test_a_complete_transcript_shortens_the_endpoint() -> None:
+    m = paused()
+    acts = m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, complete=True))
+    assert acts == [Speculate(1, 0, 10 * VAD_WINDOW)]
+    # 0.2 s = 6.25 frames of silence: 2 already, the 7th frame ends the turn
+    assert kinds(drive(m, "....", start=12)) == []
+    assert kinds(drive(m, ".", start=16)) == ["EndOfTurn"]
+
+
+def test_a_dangling_transcript_waits_longer_than_the_default() -> None:
+    m = paused()
+    m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, complete=False))
+    assert kinds(drive(m, "." * 25, start=12)) == []  # 0.86 s of silence: still waiting
+    assert kinds(drive(m, "." * 6, start=37)) == ["EndOfTurn"]
+
+
+def test_a_transcript_that_arrives_after_its_endpoint_ends_the_turn_at_once() -> None:
+    m = paused(silent_frames=8)  # 0.26 s of silence, complete endpoint is 0.2 s
+    acts = m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, complete=True))
+    assert [type(a).__name__ for a in acts] == ["Speculate", "EndOfTurn"]
+
+
+def test_without_a_transcript_the_default_endpoint_applies() -> None:
+    m = paused(silent_frames=1)
+    assert kinds(drive(m, "." * 14, start=11)) == []
+    assert kinds(drive(m, ".", start=25)) == ["EndOfTurn"]  # 16 frames = 0.51 s
+
+
+def test_a_stale_transcript_is_ignored() -> None:
+    m = paused()
+    drive(m, "###", start=12)  # the user went on: the span [0, 10 frames) is no longer the turn
+    assert m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, complete=True)) == []
+    m2 = paused()
+    assert m2.feed(TranscriptReady(1, 0, 9 * VAD_WINDOW, complete=True)) == []  # another span
+    assert m2.feed(TranscriptReady(0, 0, 10 * VAD_WINDOW, complete=True)) == []  # another turn
+
+
+def test_resuming_after_a_speculation_voids_it_and_the_turn_goes_on() -> None:
+    m = paused()
+    assert kinds([(0, a) for a in m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, complete=True))]) == [
+        "Speculate"
+    ]
+    acts = drive(m, "###" + "..", start=12)
+    assert kinds(acts) == ["SpeechResumed", "SilenceOnset"]
+    # The new pause starts with the default endpoint again, not the complete one.
+    assert kinds(drive(m, "." * 8, start=17)) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "complete"),
+    [
+        ("What is the capital of France?", True),
+        ("Tell me a joke.", True),
+        ("Stop!", True),
+        ("I would like to know, and", False),
+        ("I would like to know,", False),
+        ("I want to go to the.", False),
+        ("So I was thinking about...", False),
+        ("It is because of.", False),
+        ("", False),
+        ("Um.", False),
+    ],
+)
+def test_transcript_complete(text: str, complete: bool) -> None:
+    assert transcript_complete(text) is complete

@@ -1,0 +1,272 @@
+"""One agent reply: transcript (or text) -> LLM -> clauses -> TTS -> audio, and what was heard of it.
+
+A reply is either live (its events and audio go out as they are made) or **held**: started
+speculatively while the user is silent but the turn is not over. A held reply writes nothing to the
+client and nothing to memory; ``release()`` sends what it has made so far at once and lets it go on
+live; cancelling it before release leaves no trace anywhere.
+
+Memory: the user's words are committed when the reply is released (or at once for a live reply); the
+assistant's words when the reply ends: all of them, or up to what the user heard if it was interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from agent.asr.base import Transcript
+from agent.chunker import ClauseChunker, SpokenClause, heard_text
+from agent.config import Settings
+from agent.engines import Engines
+from agent.errors import StageError, VoxloopError
+from agent.events import (
+    Error,
+    Event,
+    ResponseAudioDone,
+    ResponseAudioStarted,
+    ResponseDone,
+    ResponseStarted,
+    ResponseTextDelta,
+    TranscriptFinal,
+    TurnMetrics,
+)
+from agent.io import AudioOutput, EventSink
+from agent.llm.base import GenerationOptions
+from agent.memory import Memory
+from agent.tts.base import pause_after, trim_silence
+from streaming.audio import AudioChunk, float_to_pcm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Timeline:
+    """Monotonic stamps of one turn, reported relative to ``origin`` (the last speech sample's arrival)."""
+
+    origin: float
+    stamps: dict[str, float] = field(default_factory=dict)
+    durations_ms: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, stage: str, at: float | None = None) -> None:
+        self.stamps.setdefault(stage, time.monotonic() if at is None else at)
+
+    def metrics(self, turn_id: int) -> TurnMetrics:
+        timeline = {k: round((v - self.origin) * 1000.0, 1) for k, v in self.stamps.items()}
+        return TurnMetrics(turn_id, {"speech_end": 0.0, **timeline}, dict(self.durations_ms))
+
+
+@dataclass
+class ReplyContext:
+    """What a reply needs from its session."""
+
+    engines: Engines
+    settings: Settings
+    memory: Memory
+    output: AudioOutput
+    emit: EventSink
+    session_id: str
+
+
+class Reply:
+    def __init__(self, ctx: ReplyContext, turn_id: int, timeline: Timeline, *, held: bool) -> None:
+        self.ctx = ctx
+        self.turn_id = turn_id
+        self.timeline = timeline
+        self.held = held
+        self.released = asyncio.Event()
+        if not held:
+            self.released.set()
+        self._held_events: list[Event] = []
+        self._held_audio: list[AudioChunk] = []
+        self._user_text: str | None = None  # committed to memory on release
+        self._spoken: list[SpokenClause] = []
+        self._said: list[str] = []
+        self.completed = False
+
+    # -- hold / release ---------------------------------------------------------------------------
+    def emit(self, event: Event) -> None:
+        if self.held:
+            self._held_events.append(event)
+        else:
+            self.ctx.emit(event)
+
+    def push(self, chunk: AudioChunk) -> None:
+        if self.held:
+            self._held_audio.append(chunk)
+        else:
+            self.ctx.output.push(self.turn_id, chunk)
+
+    def release(self) -> None:
+        """The turn is over: send everything made so far, in order, and go on live."""
+        if not self.held:
+            return
+        self.held = False
+        self._commit_user()
+        for event in self._held_events:
+            self.ctx.emit(event)
+        for chunk in self._held_audio:
+            self.ctx.output.push(self.turn_id, chunk)
+        self._held_events.clear()
+        self._held_audio.clear()
+        self.released.set()
+
+    def _commit_user(self) -> None:
+        if self._user_text is not None and not self.held:
+            self.ctx.memory.add_user(self._user_text)
+            self._user_text = None
+
+    # -- the reply --------------------------------------------------------------------------------
+    async def to_speech(self, transcript_task: asyncio.Future[Transcript]) -> None:
+        """Answer what the ASR pass hears. Errors become error events; cancelling is the barge-in path."""
+        try:
+            try:
+                transcript = await transcript_task
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a model that fails mid-turn: report it, keep the session
+                log.exception("%s: ASR failed", self.ctx.session_id)
+                raise _stage_error("asr", e) from e
+            self.timeline.mark("asr_final")
+            self.timeline.durations_ms["asr"] = round(transcript.elapsed_s * 1000.0, 1)
+            self.emit(TranscriptFinal(self.turn_id, transcript.text, round(transcript.audio_s, 3)))
+            if not any(c.isalnum() for c in transcript.text):
+                self.emit(ResponseDone(self.turn_id, "", interrupted=False))
+                self.emit(self.timeline.metrics(self.turn_id))
+                self.completed = True
+                return
+            self._user_text = transcript.text
+            self._commit_user()
+            await self._respond(llm=True, text=None)
+        except VoxloopError as e:
+            self.emit(Error(self.turn_id, e.code, e.message, e.fatal))
+
+    async def to_text(self, text: str, *, verbatim: bool) -> None:
+        """Answer a typed message (``verbatim``: say ``text`` as it is)."""
+        try:
+            if not verbatim:
+                self._user_text = text
+                self._commit_user()
+            await self._respond(llm=not verbatim, text=text if verbatim else None)
+        except VoxloopError as e:
+            self.emit(Error(self.turn_id, e.code, e.message, e.fatal))
+
+    async def _respond(self, *, llm: bool, text: str | None) -> None:
+        tid, output = self.turn_id, self.ctx.output
+        self.emit(ResponseStarted(tid))
+        clauses: asyncio.Queue[str | None] = asyncio.Queue()
+        try:
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    if llm:
+                        tg.create_task(self._generate(clauses))
+                    else:
+                        chunker = ClauseChunker()
+                        for c in [*chunker.push(text or ""), *chunker.flush()]:
+                            clauses.put_nowait(c)
+                        clauses.put_nowait(None)
+                    tg.create_task(self._synthesize(clauses))
+            except ExceptionGroup as group:
+                raise _first_error(group) from None
+            await self.released.wait()
+            output.end_turn(tid)
+            sent_s = await output.wait_done(tid)
+            # wait_done returns when the last frame left; the listener hears it up to lead_s later.
+            await asyncio.sleep(self.ctx.settings.playout_lead_s)
+            full = " ".join(self._said)
+            self.ctx.memory.add_assistant(full)
+            self.emit(ResponseAudioDone(tid, round(sent_s, 3)))
+            self.emit(ResponseDone(tid, full, interrupted=False))
+            started = output.first_sent_at(tid)
+            if started is not None:
+                self.timeline.mark("audio_first_sent", started)
+            self.emit(self.timeline.metrics(tid))
+            self.completed = True
+        except asyncio.CancelledError:
+            if not self.held:
+                heard = heard_text(self._spoken, output.played_s(tid))
+                self.ctx.memory.add_assistant(heard, interrupted=True)
+                self.ctx.emit(ResponseDone(tid, heard, interrupted=True))
+            raise
+        finally:
+            output.forget(tid)
+
+    async def _generate(self, clauses: asyncio.Queue[str | None]) -> None:
+        loop = asyncio.get_running_loop()
+        deltas: asyncio.Queue[str | None] = asyncio.Queue()
+        stop = threading.Event()
+        messages = self.ctx.memory.render(pending_user=self._user_text)
+        settings = self.ctx.settings
+        options = GenerationOptions(settings.max_reply_tokens, settings.temperature)
+        llm = self.ctx.engines.llm
+
+        def work() -> None:
+            try:
+                for delta in llm.stream_chat(messages, options, stop):
+                    loop.call_soon_threadsafe(deltas.put_nowait, delta)
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop may be gone at shutdown
+                    loop.call_soon_threadsafe(deltas.put_nowait, None)
+
+        started = time.perf_counter()
+        future = asyncio.ensure_future(self.ctx.engines.llm_worker.run(work))
+        chunker = ClauseChunker()
+        try:
+            while (delta := await deltas.get()) is not None:
+                self.timeline.mark("llm_first_token")
+                self.emit(ResponseTextDelta(self.turn_id, delta))
+                for clause in chunker.push(delta):
+                    clauses.put_nowait(clause)
+            try:
+                await future
+            except Exception as e:
+                log.exception("%s: LLM failed", self.ctx.session_id)
+                raise _stage_error("llm", e) from e
+            self.timeline.durations_ms["llm"] = round((time.perf_counter() - started) * 1000.0, 1)
+            for clause in chunker.flush():
+                clauses.put_nowait(clause)
+        finally:
+            stop.set()
+            clauses.put_nowait(None)
+
+    async def _synthesize(self, clauses: asyncio.Queue[str | None]) -> None:
+        tts = self.ctx.engines.tts
+        position_s = 0.0
+        tts_ms = 0.0
+        while (clause := await clauses.get()) is not None:
+            self.timeline.mark("first_clause")
+            started = time.perf_counter()
+            try:
+                audio = await self.ctx.engines.tts_worker.run(tts.synthesize, clause)
+            except Exception as e:
+                log.exception("%s: TTS failed", self.ctx.session_id)
+                raise _stage_error("tts", e) from e
+            tts_ms += (time.perf_counter() - started) * 1000.0
+            self.timeline.mark("tts_first_audio")
+            audio = trim_silence(audio, tts.sample_rate, tail_s=pause_after(clause))
+            if len(audio) == 0:
+                continue
+            duration_s = len(audio) / tts.sample_rate
+            self._spoken.append(SpokenClause(clause, position_s, position_s + duration_s))
+            self._said.append(clause)
+            if position_s == 0.0:
+                self.emit(ResponseAudioStarted(self.turn_id, tts.sample_rate))
+            position_s += duration_s
+            self.push(AudioChunk(float_to_pcm(audio), tts.sample_rate))
+        self.timeline.durations_ms["tts"] = round(tts_ms, 1)
+
+
+def _stage_error(stage: str, e: Exception) -> VoxloopError:
+    return StageError(f"the {stage} model failed: {type(e).__name__}: {e}", code=f"{stage}_failed")
+
+
+def _first_error(group: ExceptionGroup) -> VoxloopError:
+    """The error a client should see from a failed reply pipeline (the first one raised)."""
+    for e in group.exceptions:
+        if isinstance(e, VoxloopError):
+            return e
+    log.error("reply pipeline failed", exc_info=group)
+    return StageError(f"internal error: {group.exceptions[0]!r}", code="internal_error")
