@@ -72,7 +72,7 @@ class Settings:
         0.7, "silence that ends the user's turn while the pause's transcript is not known yet"
     )
     endpoint_complete_s: float = _f(
-        0.35, "silence that ends the turn once the transcript is a finished sentence"
+        0.5, "silence that ends the turn once the transcript is a finished sentence"
     )
     endpoint_incomplete_s: float = _f(
         1.0, "silence that ends the turn when the transcript dangles ('and', a comma): the user may go on"

@@ -54,7 +54,7 @@ class TurnPolicy:
     release_threshold: float = 0.35
     min_speech_s: float = 0.12
     endpoint_silence_s: float = 0.7  # while the pause's transcript is not known yet
-    endpoint_complete_s: float = 0.35  # the transcript is a finished sentence
+    endpoint_complete_s: float = 0.5  # the transcript is a finished sentence
     endpoint_incomplete_s: float = 1.0  # the transcript dangles
     max_utterance_s: float = 30.0
 
@@ -287,8 +287,8 @@ class TurnTaking:
 # Words after which a sentence is very likely to go on, even when the ASR put a period there.
 _DANGLING = frozenset(
     "and or but so because if than that which who whose whom when where while with without to of for "
-    "from in on at by about into as the a an my your his her its our their this these those is are was "
-    "were am be been um uh er like".split()
+    "from in on at by about into as the a an my your his her its our their this these those "
+    "um uh er like".split()
 )
 
 

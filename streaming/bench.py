@@ -1,15 +1,21 @@
 """``voxloop bench``: voice-to-voice latency measured the way ../shared/LATENCY.md defines it.
 
-A client speaks a fixed list of sentences (synthesized by the embedded TTS, trailing silence trimmed
-so the last speech sample is known, then real-time silence) to a running server (``--url``) or to one
-it starts itself, over the WebSocket transport, one turn after another. Per turn it records the
-client-measured v2v latency, whether the agent started before the user finished (premature), and the
-server's per-stage timeline. It prints p50/p95/p99 and saves every turn as JSON.
+Clients speak a fixed corpus (synthesized by the embedded TTS, trailing silence trimmed so the last
+speech sample is known, then real-time silence) to a running server (``--url``) or to one bench starts
+itself with the settings flags given to bench. Some utterances have inner pauses of 300-600 ms, where
+an agent that answers too early would start talking before the user finished (a premature turn).
+Per turn: the client-measured v2v latency, premature or not, and the server's per-stage timeline.
+Output: a table of p50/p95/p99, ``bench.json`` (conditions and every turn) and ``bench.png``.
+
+Transports plug in through ``TRANSPORTS``: a function that opens a client session on a URL and
+returns an object with ``turn(pcm) -> TurnResult`` and ``stream(pcm)``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -20,10 +26,11 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -31,27 +38,45 @@ from agent.config import Settings
 from agent.events import STAGES
 from agent.tts.base import Tts
 from streaming.audio import Pcm, float_to_pcm, resample
-from streaming.client import VoiceClient
+from streaming.client import TurnResult, VoiceClient
 
 log = logging.getLogger(__name__)
 
-SENTENCES = (
-    "What is the capital of France?",
-    "How many legs does a spider have?",
-    "Can you name a fruit that is yellow?",
-    "What is two plus three?",
-    "Tell me one thing about the moon.",
-    "Which animal is known as the king of the jungle?",
-    "What color do you get when you mix blue and yellow?",
-    "How many days are there in a week?",
-    "What do bees make?",
-    "Is the sun a star?",
-)
 AUDIBLE = 328  # -40 dBFS in int16
 READY = re.compile(r"serving on http://127\.0\.0\.1:(\d+)")
 
 
-def utterance(tts: Tts, text: str, rate: int = 16000) -> Pcm:
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """What a user says: parts spoken with the given silences between them."""
+
+    parts: tuple[str, ...]
+    pauses_s: tuple[float, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.parts)
+
+
+CORPUS = (
+    Utterance(("What is the capital of France?",)),
+    Utterance(("How many legs does a spider have?",)),
+    Utterance(("Can you tell me about", "the tallest mountain in the world?"), (0.5,)),
+    Utterance(("Can you name a fruit that is yellow?",)),
+    Utterance(("What is two plus three?",)),
+    Utterance(("I would like to know", "what the largest ocean on Earth is."), (0.4,)),
+    Utterance(("Tell me one thing about the moon.",)),
+    Utterance(("Which animal is known as the king of the jungle?",)),
+    Utterance(("What is the name of", "the closest star to Earth?"), (0.6,)),
+    Utterance(("What color do you get when you mix blue and yellow?",)),
+    Utterance(("How many days are there in a week?",)),
+    Utterance(("My favourite season is summer and", "what is yours?"), (0.3,)),
+    Utterance(("What do bees make?",)),
+    Utterance(("Is the sun a star?",)),
+)
+
+
+def speech(tts: Tts, text: str, rate: int = 16000) -> Pcm:
     """``text`` spoken by ``tts`` at ``rate``; ends exactly on the last sample above -40 dBFS and
     starts 100 ms before the first (as a person starts talking into an open microphone)."""
     pcm = resample(float_to_pcm(tts.synthesize(text)), tts.sample_rate, rate)
@@ -60,6 +85,39 @@ def utterance(tts: Tts, text: str, rate: int = 16000) -> Pcm:
     return pcm[start : int(loud[-1]) + 1]
 
 
+def render(tts: Tts, u: Utterance, rate: int = 16000) -> Pcm:
+    """An utterance's audio: its parts with their pauses between; its last sample is speech.
+    A pause is the exact gap from the last loud sample of one part to the first of the next."""
+    pieces: list[Pcm] = []
+    for i, part in enumerate(u.parts):
+        pcm = speech(tts, part, rate)
+        if i:
+            lead = int(np.nonzero(np.abs(pcm.astype(np.int32)) > AUDIBLE)[0][0])
+            pieces.append(np.zeros(max(0, int(u.pauses_s[i - 1] * rate) - lead), np.int16))
+        pieces.append(pcm)
+    return np.concatenate(pieces)
+
+
+# -- transports -------------------------------------------------------------------------------------
+class BenchClient(Protocol):
+    async def stream(self, pcm: Pcm) -> float: ...
+
+    async def turn(self, speech: Pcm) -> TurnResult: ...
+
+
+Connect = Callable[[str, int], contextlib.AbstractAsyncContextManager[BenchClient]]
+
+
+@contextlib.asynccontextmanager
+async def _websocket(url: str, rate: int) -> AsyncIterator[BenchClient]:
+    async with VoiceClient(url, input_rate=rate) as client:
+        yield client
+
+
+TRANSPORTS: dict[str, Connect] = {"websocket": _websocket}
+
+
+# -- a server of its own ----------------------------------------------------------------------------
 @dataclass
 class LocalServer:
     """``voxloop serve`` in a subprocess on an ephemeral 127.0.0.1 port (ended by its pid)."""
@@ -110,6 +168,81 @@ class LocalServer:
             self.process.wait()
 
 
+def health(ws_url: str) -> dict[str, Any]:
+    """The server's /healthz (its RSS figures), from its WebSocket URL."""
+    http = ws_url.replace("ws://", "http://", 1).rsplit("/", 1)[0] + "/healthz"
+    with urllib.request.urlopen(http, timeout=5) as r:
+        return json.load(r)  # type: ignore[no-any-return]
+
+
+# -- running ----------------------------------------------------------------------------------------
+@dataclass
+class Plan:
+    url: str
+    turns: int
+    concurrency: int
+    transport: str
+    rate: int = 16000
+
+
+async def run_client(
+    plan: Plan, client_id: int, audio: dict[Utterance, Pcm], tick: Callable[[], None]
+) -> list[dict[str, Any]]:
+    """One client: a warm-up turn (not reported, as LATENCY.md says), then ``plan.turns`` turns."""
+    rows: list[dict[str, Any]] = []
+    await asyncio.sleep(client_id * 0.7)  # stagger clients, so they do not speak in lockstep
+    async with TRANSPORTS[plan.transport](plan.url, plan.rate) as client:
+        await client.stream(np.zeros(plan.rate // 2, np.int16))
+        for i in range(plan.turns + 1):
+            u = CORPUS[(i + client_id * 3) % len(CORPUS)]
+            result = await client.turn(audio[u])
+            await client.stream(np.zeros(plan.rate * 3 // 10, np.int16))  # the user takes a breath
+            if i == 0:
+                continue
+            rows.append(
+                {
+                    "client": client_id,
+                    "turn": i,
+                    "utterance": u.text,
+                    "inner_pauses_s": list(u.pauses_s),
+                    "transcript": result.transcript,
+                    "reply": result.reply_text,
+                    "v2v_ms": None if result.v2v_s is None else round(result.v2v_s * 1000.0, 1),
+                    "premature": result.premature,
+                    "replies": sum(1 for e in result.events if e["type"] == "response.started"),
+                    "timeline_ms": result.metrics.get("timeline_ms", {}),
+                    "durations_ms": result.metrics.get("durations_ms", {}),
+                }
+            )
+            tick()
+    return rows
+
+
+async def run(plan: Plan, tts: Tts) -> list[dict[str, Any]]:
+    from tqdm import tqdm
+
+    audio = {u: render(tts, u, plan.rate) for u in CORPUS}
+    with tqdm(total=plan.turns * plan.concurrency, desc="turns", unit="turn", file=sys.stderr) as bar:
+        per_client = await asyncio.gather(
+            *(run_client(plan, c, audio, lambda: bar.update(1)) for c in range(plan.concurrency))
+        )
+    return [row for rows in per_client for row in rows]
+
+
+async def extra_sessions(url: str, n: int) -> float:
+    """Open ``n`` more sessions at once, each speaking one line; return the server's RSS (MB) while
+    they are all still connected: what sessions beyond the first cost."""
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(VoiceClient(url)) for _ in range(n)]
+        for c in clients:
+            await c.send_json({"type": "say", "text": "This session is here to be counted."})
+        for c in clients:
+            await c.wait_for("response.done", timeout_s=60)
+        rss: float = (await asyncio.to_thread(health, url))["rss_mb"]
+        return rss
+
+
+# -- reporting --------------------------------------------------------------------------------------
 def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
@@ -123,60 +256,19 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-async def run_turns(url: str, turns: int, tts: Tts, rate: int = 16000) -> list[dict[str, Any]]:
-    """Speak ``turns`` sentences on one session; the first is a warm-up and is not returned."""
-    speech = {s: utterance(tts, s, rate) for s in SENTENCES}
-    rows: list[dict[str, Any]] = []
-    async with VoiceClient(url, input_rate=rate) as client:
-        await client.stream(np.zeros(rate // 2, np.int16))
-        for i in range(turns + 1):
-            sentence = SENTENCES[i % len(SENTENCES)]
-            result = await client.turn(speech[sentence])
-            await client.stream(np.zeros(rate * 3 // 10, np.int16))  # the user takes a breath
-            if i == 0:
-                continue  # LATENCY.md: after the first turn
-            rows.append(
-                {
-                    "turn": i,
-                    "sentence": sentence,
-                    "transcript": result.transcript,
-                    "reply": result.reply_text,
-                    "v2v_ms": None if result.v2v_s is None else round(result.v2v_s * 1000.0, 1),
-                    "premature": result.premature,
-                    "timeline_ms": result.metrics.get("timeline_ms", {}),
-                    "durations_ms": result.metrics.get("durations_ms", {}),
-                }
-            )
-            log.info("turn %d/%d: v2v %s ms | %s", i, turns, rows[-1]["v2v_ms"], result.transcript)
-    return rows
-
-
-async def extra_sessions(url: str, n: int) -> float:
-    """Open ``n`` more sessions at once, each speaking one line; return the server's RSS (MB) while
-    they are all still connected: what sessions beyond the first cost."""
-    clients = [VoiceClient(url) for _ in range(n)]
-    for c in clients:
-        await c.__aenter__()
-    try:
-        for c in clients:
-            await c.send_json({"type": "say", "text": "This session is here to be counted."})
-        for c in clients:
-            await c.wait_for("response.done", timeout_s=60)
-        rss: float = (await asyncio.to_thread(health, url))["rss_mb"]
-        return rss
-    finally:
-        for c in clients:
-            await c.__aexit__(None, None, None)
-
-
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     v2v = [r["v2v_ms"] for r in rows if r["v2v_ms"] is not None]
+    paused = [r["v2v_ms"] for r in rows if r["v2v_ms"] is not None and r["inner_pauses_s"]]
     stages = {s: percentiles([r["timeline_ms"][s] for r in rows if s in r["timeline_ms"]]) for s in STAGES}
-    models = {k: percentiles([r["durations_ms"][k] for r in rows if k in r["durations_ms"]])
-              for k in ("asr", "llm", "tts")}  # fmt: skip
+    models = {
+        k: percentiles([r["durations_ms"][k] for r in rows if k in r["durations_ms"]])
+        for k in ("asr", "llm", "tts")
+    }
     return {
         "v2v_ms": percentiles(v2v),
+        "v2v_ms_inner_pause_turns": percentiles(paused),
         "premature_turns": sum(1 for r in rows if r["premature"]),
+        "split_turns": sum(1 for r in rows if r["replies"] != 1),
         "silent_turns": sum(1 for r in rows if r["v2v_ms"] is None),
         "server_timeline_ms": stages,
         "model_ms": models,
@@ -184,20 +276,22 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table(summary: dict[str, Any]) -> str:
-    lines = [f"{'':28}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}"]
+    lines = [f"{'':34}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}"]
 
     def row(name: str, p: dict[str, float]) -> None:
         if p:
-            lines.append(f"{name:28}" + "".join(f"{p[k]:9.0f}" for k in ("p50", "p95", "p99", "max")))
+            lines.append(f"{name:34}" + "".join(f"{p[k]:8.0f}" for k in ("p50", "p95", "p99", "max")))
 
     row("v2v at the client (ms)", summary["v2v_ms"])
+    row("  turns with inner pauses", summary["v2v_ms_inner_pause_turns"])
     for stage, p in summary["server_timeline_ms"].items():
         if stage != "speech_end":
             row(f"  server {stage}", p)
     for model, p in summary["model_ms"].items():
         row(f"  {model} model time", p)
     lines.append(
-        f"premature turns: {summary['premature_turns']}, turns without audio: {summary['silent_turns']}"
+        f"premature turns: {summary['premature_turns']}, turns answered in pieces: {summary['split_turns']}, "
+        f"turns without audio: {summary['silent_turns']}"
     )
     if "server_rss_mb" in summary:
         rss = summary["server_rss_mb"]
@@ -207,58 +301,57 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def conditions(
-    url: str | None, turns: int, started: LocalServer | None, settings: Settings
-) -> dict[str, Any]:
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, {platform.platform()}",
-        "transport": "websocket-pcm",
-        "concurrency": 1,
-        "turns": turns,
-        "server": url or "started by bench with its default settings",
-        "models": {"asr": settings.asr_model, "llm": settings.llm_model, "tts": settings.tts_voice},
-        "server_log_tail": started.log[-3:] if started else [],
-    }
-
-
-def health(ws_url: str) -> dict[str, Any]:
-    """The server's /healthz (its RSS figures), from its WebSocket URL."""
-    http = ws_url.replace("ws://", "http://", 1).rsplit("/", 1)[0] + "/healthz"
-    with urllib.request.urlopen(http, timeout=5) as r:
-        return json.load(r)  # type: ignore[no-any-return]
+def server_flags(args: Any) -> list[str]:
+    """The settings flags given to bench, passed on to the server it starts."""
+    flags: list[str] = []
+    for f in dataclasses.fields(Settings):
+        value = getattr(args, f.name, None)
+        if value is not None and f.name not in ("host", "port"):
+            flags += [
+                "--" + f.name.replace("_", "-"),
+                str(value).lower() if isinstance(value, bool) else str(value),
+            ]
+    return flags
 
 
 def main(args: Any, settings: Settings) -> int:
     from agent.engines import load_tts
+    from streaming.benchplot import plot
 
-    started = None if args.url else LocalServer.start()
+    flags = server_flags(args)
+    started = None if args.url else LocalServer.start(*flags)
     url = args.url or (started.ws if started else "")
+    plan = Plan(url, args.turns, args.concurrency, args.transport)
     try:
         before = health(url)
-        tts = load_tts(settings)
-        rows = asyncio.run(run_turns(url, args.turns, tts))
+        tts = load_tts(Settings())
+        rows = asyncio.run(run(plan, tts))
         after = health(url)
         extra = asyncio.run(extra_sessions(url, args.extra_sessions)) if args.extra_sessions else None
     finally:
         if started is not None:
             started.stop()
     summary = summarize(rows)
-    summary["server_rss_mb"] = {
-        "before": before["rss_mb"],
-        "after": after["rss_mb"],
-        "peak": after["peak_rss_mb"],
-    }
+    rss: dict[str, Any] = {"before": before["rss_mb"], "after": after["rss_mb"], "peak": after["peak_rss_mb"]}
     if extra is not None:
-        per = (extra - after["rss_mb"]) / args.extra_sessions
-        summary["server_rss_mb"].update(per_extra_session=round(per, 2), extra_sessions=args.extra_sessions)
-    report = {
-        "conditions": conditions(args.url, args.turns, started, settings),
-        "summary": summary,
-        "turns": rows,
+        rss.update(per_extra_session=round((extra - after["rss_mb"]) / args.extra_sessions, 2))
+        rss.update(extra_sessions=args.extra_sessions)
+    summary["server_rss_mb"] = rss
+    conditions = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        "transport": plan.transport,
+        "concurrency": plan.concurrency,
+        "turns_per_client": plan.turns,
+        "server": args.url or "started by bench",
+        "server_flags": flags,
+        "models": before.get("models", {}),
+        "corpus": [{"parts": list(u.parts), "pauses_s": list(u.pauses_s)} for u in CORPUS],
     }
+    report = {"conditions": conditions, "summary": summary, "turns": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(report, indent=2))
-    sys.stdout.write(table(summary) + f"\n(saved {out / 'bench.json'})\n")
+    plot(report, out / "bench.png")
+    sys.stdout.write(table(summary) + f"\n(saved {out / 'bench.json'} and {out / 'bench.png'})\n")
     return 0

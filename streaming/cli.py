@@ -67,6 +67,8 @@ def _settings_parser() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from streaming.bench import TRANSPORTS
+
     settings = _settings_parser()
     parser = argparse.ArgumentParser(
         prog="voxloop",
@@ -92,12 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         parents=[settings],
         help="measure voice-to-voice latency (p50/p95/p99) over real-time spoken turns",
-        description="Speak fixed sentences to a server in real time and measure voice-to-voice latency "
-        "at the client, as ../shared/LATENCY.md defines it. Without --url, starts its own server.",
+        description="Speak a fixed corpus to a server in real time and measure voice-to-voice latency at "
+        "the client, as ../shared/LATENCY.md defines it. Without --url, starts its own server with the "
+        "settings flags given here.",
     )
     b.add_argument("--url", help="a running server's WebSocket URL, e.g. ws://127.0.0.1:8000/ws")
     b.add_argument("--turns", type=int, default=20, help="measured turns (after one warm-up turn)")
-    b.add_argument("--out", default="bench-out", help="folder for bench.json")
+    b.add_argument("--concurrency", type=int, default=1, help="clients talking at once, each its own session")
+    b.add_argument("--transport", default="websocket", choices=sorted(TRANSPORTS), help="how clients connect")
+    b.add_argument("--out", default="bench-out", help="folder for bench.json and bench.png")
     b.add_argument("--extra-sessions", type=int, default=0, help="then hold N more sessions; RSS per session")
     return parser
 

@@ -21,7 +21,7 @@ def _tts() -> Tts:
 
 def utterance(text: str, rate: int = 16000) -> npt.NDArray[np.int16]:
     """``text`` spoken by the embedded TTS at ``rate``, ending on its last speech sample."""
-    return bench.utterance(_tts(), text, rate)
+    return bench.speech(_tts(), text, rate)
 
 
 def words(text: str) -> list[str]:

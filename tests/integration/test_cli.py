@@ -73,12 +73,14 @@ def test_serve_help_lists_every_setting_with_its_variable() -> None:
 
 
 def test_bench_runs_turns_and_writes_its_report(tmp_path: Path) -> None:
-    """A smoke test of the ruler: it finishes and writes its file. Its figures are not asserted."""
-    done = voxloop("bench", "--turns", "2", "--out", str(tmp_path), timeout_s=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "v2v at the client" in done.stdout
+    """A smoke test of the ruler: `voxloop bench --turns 10` finishes and writes its files. Its
+    figures are not asserted (speed is measured, not asserted)."""
     import json
 
+    done = voxloop("bench", "--turns", "10", "--out", str(tmp_path), timeout_s=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "v2v at the client" in done.stdout and "premature turns" in done.stdout
     report = json.loads((tmp_path / "bench.json").read_text())
-    assert len(report["turns"]) == 2 and report["conditions"]["transport"] == "websocket-pcm"
-    assert all(t["v2v_ms"] is not None for t in report["turns"])
+    assert len(report["turns"]) == 10 and report["conditions"]["transport"] == "websocket"
+    assert {"v2v_ms", "premature", "timeline_ms", "transcript"} <= set(report["turns"][0])
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

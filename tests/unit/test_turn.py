@@ -212,6 +212,7 @@ def test_resuming_after_a_speculation_voids_it_and_the_turn_goes_on() -> None:
         ("I want to go to the.", False),
         ("So I was thinking about...", False),
         ("It is because of.", False),
+        ("I would like to know what the largest ocean is.", True),
         ("", False),
         ("Um.", False),
     ],

@@ -1,0 +1,51 @@
+"""The bench's pure parts: corpus rendering, percentiles, flags passed to the server it starts."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from agent.config import Settings
+from streaming.bench import AUDIBLE, CORPUS, Utterance, percentiles, render, server_flags
+
+
+class ToneTts:
+    """0.5 s of tone per word, with 0.2 s of silence before and after (like a real TTS's padding)."""
+
+    name = "tone"
+    sample_rate = 16000
+
+    def synthesize(self, text: str) -> np.ndarray:
+        n = len(text.split()) * 8000
+        tone = (np.sin(np.arange(n) * 0.3) * 0.5).astype(np.float32)
+        pad = np.zeros(3200, np.float32)
+        return np.concatenate([pad, tone, pad])
+
+
+def test_inner_pauses_are_the_exact_gap_between_speech_and_the_end_is_speech() -> None:
+    pcm = render(ToneTts(), Utterance(("one two", "three"), (0.4,)))
+    loud = np.abs(pcm.astype(np.int32)) > AUDIBLE
+    assert loud[-1]
+    gaps = np.diff(np.nonzero(loud)[0])
+    assert abs(gaps.max() - 0.4 * 16000) <= 2
+
+
+def test_the_corpus_has_inner_pauses_of_300_to_600_ms() -> None:
+    pauses = [p for u in CORPUS for p in u.pauses_s]
+    assert pauses and min(pauses) >= 0.3 and max(pauses) <= 0.6
+    assert all(len(u.pauses_s) == len(u.parts) - 1 for u in CORPUS)
+
+
+def test_percentiles() -> None:
+    p = percentiles([float(x) for x in range(1, 101)])
+    assert p["p50"] == 50.5 and p["max"] == 100 and 95 < p["p95"] < 96.1 and p["n"] == 100
+    assert percentiles([]) == {}
+
+
+def test_settings_flags_given_to_bench_go_to_the_server_it_starts() -> None:
+    args = argparse.Namespace(**{f: None for f in Settings.__dataclass_fields__})
+    args.speculative_reply = False
+    args.endpoint_complete_s = 0.4
+    args.port = 9999  # never forwarded: bench picks the server's port
+    assert server_flags(args) == ["--endpoint-complete-s", "0.4", "--speculative-reply", "false"]
