@@ -54,6 +54,9 @@ class Settings:
     llm_threads: int = _f(2, "CPU threads for llama.cpp")
     llm_context_tokens: int = _f(2048, "llama.cpp context window (n_ctx)")
     llm_gpu_layers: int = _f(0, "layers offloaded to a GPU by llama.cpp (-1 = all)")
+    llm_state_cache_mb: int = _f(
+        256, "RAM for llama.cpp KV states, reused by the longest common prefix (per-session history); 0 = off"
+    )
     max_reply_tokens: int = _f(120, "most tokens the LLM may produce for one reply")
     temperature: float = _f(0.5, "LLM sampling temperature")
     system_prompt: str = _f(DEFAULT_SYSTEM_PROMPT, "the agent's persona and rules")

@@ -126,6 +126,7 @@ def load_llm(settings: Settings, progress: models.ProgressFactory | None = None)
         threads=settings.llm_threads,
         context_tokens=settings.llm_context_tokens,
         gpu_layers=settings.llm_gpu_layers,
+        state_cache_mb=settings.llm_state_cache_mb,
     )
 
 

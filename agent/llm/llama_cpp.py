@@ -1,27 +1,76 @@
 """llama.cpp backend (llama-cpp-python), the embedded CPU default.
 
-llama-cpp-python reuses the longest common prefix of the previous evaluation, so the system prompt's
-KV state stays warm between turns as long as the prompt starts the same way (it does: the system
-prompt comes first and memory only appends).
+llama-cpp-python reuses the longest common prefix of the previous evaluation, so within one
+conversation only the new tokens of each turn are read (the system prompt comes first and memory only
+appends). With several conversations on one model, each switch would re-read the other's whole prompt;
+a state cache (``state_cache_mb``) keeps the KV state saved after each completed reply and restores the
+one with the longest common prefix, so a session's history is read once, not at every turn.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import llama_cpp
+import numpy as np
 from llama_cpp import Llama
+from llama_cpp.llama_cache import LlamaRAMCache
 
 from agent.llm.base import GenerationOptions
 
 
+class _CompactStateLlama(Llama):
+    """Saves and restores only the token ids and the KV state for the state cache.
+
+    Llama.save_state also copies the logits buffer (n_batch x n_vocab floats: 311 MB for Qwen2.5),
+    which the cache does not count against its capacity: 4 sessions grew the server to 7.5 GB.
+    Old logits are never needed after a restore: generation always re-evaluates at least the last
+    prompt token, which gives fresh logits.
+    """
+
+    def save_state(self) -> llama_cpp.LlamaState:
+        size = llama_cpp.llama_state_get_size(self._ctx.ctx)
+        buffer = (ctypes.c_uint8 * int(size))()
+        n_bytes = int(llama_cpp.llama_state_get_data(self._ctx.ctx, buffer, size))
+        return llama_cpp.LlamaState(
+            input_ids=self.input_ids.copy(),
+            scores=np.zeros((0, self.n_vocab()), np.single),
+            n_tokens=self.n_tokens,
+            llama_state=bytes(buffer)[:n_bytes],
+            llama_state_size=n_bytes,
+            seed=self._seed,
+        )
+
+    def load_state(self, state: llama_cpp.LlamaState) -> None:
+        self.input_ids = state.input_ids.copy()
+        self.n_tokens = state.n_tokens
+        self._seed = state.seed
+        data = (ctypes.c_uint8 * state.llama_state_size).from_buffer_copy(state.llama_state)
+        if (
+            llama_cpp.llama_state_set_data(self._ctx.ctx, data, state.llama_state_size)
+            != state.llama_state_size
+        ):
+            raise RuntimeError("llama.cpp refused a saved state")
+
+
 class LlamaCppLlm:
-    def __init__(self, path: Path, *, name: str, threads: int, context_tokens: int, gpu_layers: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        name: str,
+        threads: int,
+        context_tokens: int,
+        gpu_layers: int,
+        state_cache_mb: int = 0,
+    ) -> None:
         self.name = name
-        self._llm = Llama(
+        self._llm = _CompactStateLlama(
             model_path=str(path),
             n_ctx=context_tokens,
             n_threads=threads,
@@ -29,6 +78,8 @@ class LlamaCppLlm:
             n_gpu_layers=gpu_layers,
             verbose=False,
         )
+        if state_cache_mb > 0:
+            self._llm.set_cache(LlamaRAMCache(capacity_bytes=state_cache_mb << 20))
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - one model per process, lives as long as it
     def count_tokens(self, text: str) -> int:
