@@ -83,14 +83,22 @@ def load_vad(settings: Settings, progress: models.ProgressFactory | None = None)
     return SileroVad(models.prepare(models.CATALOGUE["silero-vad-v6"], progress), settings.webrtcvad_mode)
 
 
+def _embedded(role: str, setting: str, progress: models.ProgressFactory | None) -> tuple[Path, str] | None:
+    """The prepared path and name of the embedded model a setting names, or None for anything else."""
+    entry = models.resolve_name(setting)
+    if entry is None:
+        return None
+    if entry.role != role:
+        raise ConfigError(f"{role}_model {setting!r} is a {entry.role} model")
+    return models.prepare(entry, progress), entry.name
+
+
 def load_asr(settings: Settings, progress: models.ProgressFactory | None = None) -> Asr:
     from agent.asr.faster_whisper import FasterWhisperAsr
 
-    entry = models.resolve_name(settings.asr_model)
-    if entry is not None:
-        if entry.role != "asr":
-            raise ConfigError(f"asr_model {settings.asr_model!r} is a {entry.role} model")
-        source, name = str(models.prepare(entry, progress)), entry.name
+    embedded = _embedded("asr", settings.asr_model, progress)
+    if embedded is not None:
+        source, name = str(embedded[0]), embedded[1]
     else:
         source, name = settings.asr_model, Path(settings.asr_model).name  # a folder or a hub name
     return FasterWhisperAsr(
@@ -108,11 +116,9 @@ def load_asr(settings: Settings, progress: models.ProgressFactory | None = None)
 def load_llm(settings: Settings, progress: models.ProgressFactory | None = None) -> Llm:
     from agent.llm.llama_cpp import LlamaCppLlm
 
-    entry = models.resolve_name(settings.llm_model)
-    if entry is not None:
-        if entry.role != "llm":
-            raise ConfigError(f"llm_model {settings.llm_model!r} is a {entry.role} model")
-        path, name = models.prepare(entry, progress), entry.name
+    embedded = _embedded("llm", settings.llm_model, progress)
+    if embedded is not None:
+        path, name = embedded
     else:
         path = Path(settings.llm_model)
         if not path.is_file():
