@@ -86,6 +86,18 @@ class Settings:
     preroll_s: float = _f(0.25, "audio kept before detected speech start and given to ASR")
     max_utterance_s: float = _f(30.0, "longest user utterance; the turn is ended there and answered")
     partial_interval_s: float = _f(1.0, "seconds between partial transcripts while the user speaks (0 = off)")
+    barge_in_min_speech_s: float = _f(0.1, "user speech over the agent this long pauses the agent's audio")
+    barge_in_confirm_s: float = _f(
+        0.7, "user speech over the agent this long interrupts it, whatever was said"
+    )
+    false_interruption_timeout_s: float = _f(
+        1.0, "after speech over the agent, no words within this time: the agent resumes where it stopped"
+    )
+    backchannels: str = _f(
+        "uh-huh,uh huh,mm-hmm,mm hmm,mhm,mm,hmm,yeah,yes,yep,right,okay,ok,sure,i see,got it,uh,um,ah,oh,"
+        "wow,cool,nice,alright,true",
+        "comma-separated words and phrases that, said over the agent, do not interrupt it",
+    )
     # -- audio out ---------------------------------------------------------------------------------
     playout_lead_s: float = _f(0.06, "how far ahead of real time agent audio is sent to the client")
     input_queue_s: float = _f(2.0, "input audio buffered before the oldest is dropped (and counted)")

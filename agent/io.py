@@ -23,7 +23,15 @@ class AudioOutput(Protocol):
         ...
 
     def clear(self) -> None:
-        """Drop every queued sample now (barge-in). What was already sent stays sent."""
+        """Drop every queued sample now (barge-in). What was already sent stays sent. Ends a pause."""
+        ...
+
+    def pause(self) -> None:
+        """Stop sending now, keeping what is queued."""
+        ...
+
+    def resume(self) -> None:
+        """Go on from where pause() stopped."""
         ...
 
     def played_s(self, turn_id: int) -> float:

@@ -39,11 +39,15 @@ from agent.reply import Reply, ReplyContext, Timeline
 from agent.turn import (
     VAD_RATE,
     Action,
+    ClassifyOverlap,
     Commit,
     EndOfTurn,
     Interrupt,
+    OverlapHeard,
+    PauseReply,
     ReplyEnded,
     ReplyStarted,
+    ResumeReply,
     SilenceOnset,
     Speculate,
     SpeechResumed,
@@ -109,6 +113,13 @@ class _Pause:
 
 
 @dataclass(frozen=True, slots=True)
+class _OverlapDone:
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class _AsrDone:
     turn_id: int
     start: int
@@ -127,7 +138,7 @@ class _Cancel:
     pass
 
 
-_InboxItem = tuple[Pcm, float] | Commit | _Text | _Cancel | _AsrDone
+_InboxItem = tuple[Pcm, float] | Commit | _Text | _Cancel | _AsrDone | _OverlapDone
 
 
 class Session:
@@ -157,6 +168,12 @@ class Session:
                 endpoint_complete_s=settings.endpoint_complete_s,
                 endpoint_incomplete_s=settings.endpoint_incomplete_s,
                 max_utterance_s=settings.max_utterance_s,
+                barge_in_min_speech_s=settings.barge_in_min_speech_s,
+                barge_in_confirm_s=settings.barge_in_confirm_s,
+                false_interruption_timeout_s=settings.false_interruption_timeout_s,
+                backchannels=frozenset(
+                    w.strip().lower() for w in settings.backchannels.split(",") if w.strip()
+                ),
             )
         )
         self.memory = Memory(
@@ -247,6 +264,9 @@ class Session:
                 case _Cancel():
                     if self._reply is not None:
                         await self._act(Interrupt(self._reply[0]))
+                case _OverlapDone(start=start, end=end, text=text):
+                    for action in self.turns.feed(OverlapHeard(start, end, text)):
+                        await self._act(action)
                 case _AsrDone(turn_id=tid, start=start, end=end, text=text):
                     ready = TranscriptReady(tid, start, end, transcript_complete(text))
                     for action in self.turns.feed(ready):
@@ -280,6 +300,15 @@ class Session:
                 task = asyncio.ensure_future(self._transcribe(start, self._input.end, final=True))
                 task.add_done_callback(functools.partial(self._asr_done, tid, start, end))
                 self._pause = _Pause(tid, start, end, task)
+            case PauseReply():
+                self._output.pause()
+            case ResumeReply():
+                self._output.resume()
+            case ClassifyOverlap(start_sample=start, end_sample=end):
+                task = asyncio.ensure_future(
+                    self._transcribe(start, end + int(ASR_TAIL_S * INPUT_RATE), final=False)
+                )
+                task.add_done_callback(functools.partial(self._overlap_done, start, end))
             case Speculate(turn_id=tid, start_sample=start, end_sample=end):
                 self._speculate(tid, start, end)
             case SpeechResumed():
@@ -290,6 +319,12 @@ class Session:
                 text, verbatim = self._pending_text.pop(tid)
                 reply = Reply(self._reply_context, tid, Timeline(time.monotonic()), held=False)
                 self._go_live(reply, self._spawn(reply.to_text(text, verbatim=verbatim), tid))
+
+    def _overlap_done(self, start: int, end: int, task: asyncio.Task[Transcript]) -> None:
+        if not task.cancelled():
+            failed = task.exception() is not None  # no words heard: the timeout resumes the agent
+            if not failed:
+                self._put(_OverlapDone(start, end, task.result().text))
 
     def _asr_done(self, tid: int, start: int, end: int, task: asyncio.Task[Transcript]) -> None:
         if not task.cancelled() and task.exception() is None:

@@ -13,6 +13,14 @@ User-side states and what moves them (one row per transition, in ``_on_vad``)::
     PAUSED        TranscriptReady (current)  -> PAUSED         Speculate (+ EndOfTurn if past its endpoint)
     PAUSED        speech frame               -> SPEAKING       SpeechResumed (speculative work is void)
     PAUSED        silence >= endpoint        -> LISTENING      EndOfTurn(reason="silence")
+  while the agent is speaking (barge-in, decided by classify_overlap):
+    ONSET         speech >= barge_in_min     -> OVERLAP        PauseReply (the agent stops at once)
+    OVERLAP       speech >= barge_in_confirm -> SPEAKING       Interrupt + StartSpeech
+    OVERLAP       silence frame              -> OVERLAP_ENDED  ClassifyOverlap (what was said?)
+    OVERLAP_ENDED speech frame               -> OVERLAP        (goes on)
+    OVERLAP_ENDED OverlapHeard: words        -> PAUSED         Interrupt + StartSpeech + SilenceOnset
+    OVERLAP_ENDED OverlapHeard: backchannel/noise -> LISTENING ResumeReply (the agent goes on)
+    OVERLAP_ENDED silence >= false_interruption_timeout -> LISTENING  ResumeReply
     SPEAKING/PAUSED  Commit                  -> LISTENING      EndOfTurn(reason="commit")
     any           TextTurn                   -> (unchanged)    StartText (+ Interrupt if agent busy)
     DRAINING      silence frame              -> LISTENING      (a forced end waits for the user to stop)
@@ -32,6 +40,7 @@ while one is in progress also yields ``Interrupt`` for that reply's turn (barge-
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 VAD_RATE = 16_000
@@ -44,6 +53,8 @@ class UserState(enum.Enum):
     SPEAKING = "speaking"
     PAUSED = "paused"
     DRAINING = "draining"
+    OVERLAP = "overlap"  # speaking over the agent, not yet known to be an interruption
+    OVERLAP_ENDED = "overlap_ended"  # stopped speaking over the agent; waiting for what was said
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +68,14 @@ class TurnPolicy:
     endpoint_complete_s: float = 0.5  # the transcript is a finished sentence
     endpoint_incomplete_s: float = 1.0  # the transcript dangles
     max_utterance_s: float = 30.0
+    barge_in_min_speech_s: float = 0.1  # speech over the agent this long pauses it
+    barge_in_confirm_s: float = 0.7  # ... this long is an interruption whatever was said
+    false_interruption_timeout_s: float = 1.0  # no words this long after the overlap: the agent resumes
+    max_backchannel_s: float = 1.2  # a backchannel is shorter than this
+    backchannels: frozenset[str] = frozenset(
+        {"uh-huh", "uh huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "yeah", "yes", "yep", "right", "okay",
+         "ok", "sure", "i see", "got it", "uh", "um", "ah", "oh", "wow", "cool", "nice", "alright", "true"}
+    )  # fmt: skip
 
 
 # -- inputs -----------------------------------------------------------------------------------------
@@ -86,6 +105,15 @@ class TranscriptReady:
 
 
 @dataclass(frozen=True, slots=True)
+class OverlapHeard:
+    """The transcript of speech over the agent, [start, end)."""
+
+    start_sample: int
+    end_sample: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class TextTurn:
     """A turn that arrives as text (typed by the user, or a scripted line for the agent to say)."""
 
@@ -100,7 +128,7 @@ class ReplyEnded:
     turn_id: int
 
 
-TurnInput = VadFrame | Commit | TranscriptReady | TextTurn | ReplyStarted | ReplyEnded
+TurnInput = VadFrame | Commit | TranscriptReady | OverlapHeard | TextTurn | ReplyStarted | ReplyEnded
 
 
 # -- actions ----------------------------------------------------------------------------------------
@@ -149,13 +177,46 @@ class StartText:
 
 
 @dataclass(frozen=True, slots=True)
+class PauseReply:
+    """Stop sending the reply's audio now, keeping it: the user may only be saying "uh-huh"."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeReply:
+    """Go on with the paused reply from where it stopped."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifyOverlap:
+    """Transcribe [start, end) and feed back OverlapHeard."""
+
+    start_sample: int
+    end_sample: int
+
+
+@dataclass(frozen=True, slots=True)
 class Interrupt:
     """Stop the reply of ``turn_id`` now: cancel its work and clear its audio down to the client."""
 
     turn_id: int
 
 
-Action = StartSpeech | SilenceOnset | SpeechResumed | Speculate | EndOfTurn | StartText | Interrupt
+Action = (
+    StartSpeech
+    | SilenceOnset
+    | SpeechResumed
+    | Speculate
+    | EndOfTurn
+    | StartText
+    | Interrupt
+    | PauseReply
+    | ResumeReply
+    | ClassifyOverlap
+)
 
 
 class TurnTaking:
@@ -191,6 +252,8 @@ class TurnTaking:
                 return []
             case TranscriptReady():
                 return self._on_transcript(item)
+            case OverlapHeard():
+                return self._on_overlap_heard(item)
             case TextTurn():
                 self.turn_id += 1
                 return [*self._interrupt_reply(), StartText(self.turn_id)]
@@ -247,8 +310,51 @@ class TurnTaking:
             case UserState.DRAINING, False:
                 self.state = UserState.LISTENING
                 return []
+            case UserState.OVERLAP, True:
+                self._speech_end = frame.end_sample
+                if frame.end_sample - self._onset_start >= p.barge_in_confirm_s * VAD_RATE:
+                    return self._confirm_interruption(frame.end_sample)
+                return []
+            case UserState.OVERLAP, False:
+                self.state = UserState.OVERLAP_ENDED
+                self._silence_samples = frame.samples
+                return [ClassifyOverlap(self._onset_start, self._speech_end)]
+            case UserState.OVERLAP_ENDED, True:
+                self.state = UserState.OVERLAP
+                self._speech_end = frame.end_sample
+                return []
+            case UserState.OVERLAP_ENDED, False:
+                self._silence_samples += frame.samples
+                if self._silence_samples >= p.false_interruption_timeout_s * VAD_RATE:
+                    return self._resume_reply()
+                return []
             case _:
                 return []
+
+    # -- barge-in ---------------------------------------------------------------------------------
+    def _on_overlap_heard(self, heard: OverlapHeard) -> list[Action]:
+        if self.state is not UserState.OVERLAP_ENDED or (heard.start_sample, heard.end_sample) != (
+            self._onset_start,
+            self._speech_end,
+        ):
+            return []  # stale: the user went on speaking, or it was already decided
+        duration_s = (heard.end_sample - heard.start_sample) / VAD_RATE
+        if classify_overlap(heard.text, duration_s, self.policy) != "interruption":
+            return self._resume_reply()
+        actions = self._confirm_interruption(heard.end_sample)
+        self.state = UserState.PAUSED
+        return [*actions, SilenceOnset(self.turn_id, self._speech_start, self._speech_end)]
+
+    def _confirm_interruption(self, end_sample: int) -> list[Action]:
+        self.state = UserState.SPEAKING
+        self.turn_id += 1
+        self._speech_start = self._onset_start
+        self._speech_end = end_sample
+        return [*self._interrupt_reply(), StartSpeech(self.turn_id, self._speech_start)]
+
+    def _resume_reply(self) -> list[Action]:
+        self.state = UserState.LISTENING
+        return [ResumeReply(self.reply_turn)] if self.reply_turn is not None else []
 
     def _on_transcript(self, ready: TranscriptReady) -> list[Action]:
         current = (self.turn_id, self._speech_start, self._speech_end)
@@ -265,6 +371,12 @@ class TurnTaking:
         return actions
 
     def _maybe_start(self, frame: VadFrame) -> list[Action]:
+        if self.reply_turn is not None:  # the agent is speaking: maybe a barge-in
+            if self._onset_samples < self.policy.barge_in_min_speech_s * VAD_RATE:
+                return []
+            self.state = UserState.OVERLAP
+            self._speech_end = frame.end_sample
+            return [PauseReply(self.reply_turn)]
         if self._onset_samples < self.policy.min_speech_s * VAD_RATE:
             return []
         self.state = UserState.SPEAKING
@@ -300,3 +412,16 @@ def transcript_complete(text: str) -> bool:
         return False
     words = t.rstrip(".!?").split()
     return bool(words) and words[-1].lower().strip(",;:") not in _DANGLING
+
+
+def classify_overlap(text: str, duration_s: float, policy: TurnPolicy) -> str:
+    """What speech over the agent was: "noise" (no words), "backchannel" (only words from the
+    backchannel list, and short), or "interruption" (anything else)."""
+    words = re.findall(r"[a-z']+(?:-[a-z']+)*", text.lower())
+    if not words:
+        return "noise"
+    phrase = " ".join(words)
+    listed = policy.backchannels
+    if duration_s <= policy.max_backchannel_s and (phrase in listed or all(w in listed for w in words)):
+        return "backchannel"
+    return "interruption"

@@ -28,6 +28,7 @@ class _Turn:
     queued_samples: int = 0
     sent_samples: int = 0
     first_sent_at: float | None = None
+    paused_at_first_send: float = 0.0  # the output's paused total when this turn's first frame left
     done: asyncio.Future[float] | None = None
 
 
@@ -54,6 +55,8 @@ class PacedOutput:
         self._spurt_samples = 0
         self.pts = 0  # samples sent since the output started
         self.underruns = 0
+        self._paused_since: float | None = None
+        self._paused_total = 0.0
 
     # -- AudioOutput ------------------------------------------------------------------------------
     def push(self, turn_id: int, chunk: AudioChunk) -> None:
@@ -79,12 +82,35 @@ class PacedOutput:
             turn.queued_samples = turn.sent_samples
             self._resolve(turn)
         self._t0 = None
+        self.resume()
+
+    def pause(self) -> None:
+        """Stop sending now, keeping what is queued (the listener may only be saying "uh-huh")."""
+        if self._paused_since is None:
+            self._paused_since = self._clock()
+
+    def resume(self) -> None:
+        """Go on sending from where pause() stopped, on a fresh clock (no burst to catch up)."""
+        if self._paused_since is not None:
+            self._paused_total += self._clock() - self._paused_since
+            self._paused_since = None
+            self._t0 = None
+            self._wake.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_since is not None
+
+    def _paused_so_far(self) -> float:
+        ongoing = 0.0 if self._paused_since is None else self._clock() - self._paused_since
+        return self._paused_total + ongoing
 
     def played_s(self, turn_id: int) -> float:
         turn = self._turns.get(turn_id)
         if turn is None or turn.first_sent_at is None:
             return 0.0
-        elapsed = max(0.0, self._clock() - turn.first_sent_at)
+        paused = self._paused_so_far() - turn.paused_at_first_send
+        elapsed = max(0.0, self._clock() - turn.first_sent_at - paused)
         return min(turn.sent_samples / self.sample_rate, elapsed)
 
     def first_sent_at(self, turn_id: int) -> float | None:
@@ -105,7 +131,7 @@ class PacedOutput:
     async def run(self) -> None:
         """Send queued frames on the sample clock until cancelled (cancelling is the way to stop)."""
         while True:
-            if not self._frames:
+            if not self._frames or self._paused_since is not None:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -125,12 +151,13 @@ class PacedOutput:
                 due = now - self._lead_s
             if due > now:
                 await asyncio.sleep(due - now)
-                if not self._frames or self._frames[0][1] is not frame:
-                    continue  # cleared while sleeping
+                if not self._frames or self._frames[0][1] is not frame or self._paused_since is not None:
+                    continue  # cleared or paused while sleeping
             self._frames.popleft()
             turn = self._turn(turn_id)
             if turn.first_sent_at is None:
                 turn.first_sent_at = self._clock()
+                turn.paused_at_first_send = self._paused_so_far()
             self._send(pcm_to_bytes(frame))
             turn.sent_samples += len(frame)
             self._spurt_samples += len(frame)

@@ -14,7 +14,7 @@ from agent import events as ev
 from agent.events import STAGE_ORDER
 from agent.session import Session
 from streaming.playout import PacedOutput
-from tests.scripted.fakes import FakeLlm, fake_engines, fast_settings, silence, speech
+from tests.scripted.fakes import FakeAsr, FakeLlm, fake_engines, fast_settings, silence, speech
 
 FRAME = 320  # 20 ms at 16 kHz
 
@@ -27,9 +27,16 @@ class Harness:
     frames: list[bytes] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
+    frames_at: list[int] = field(default_factory=list)  # len(frames) when each event was emitted
+
     def emit(self, event: ev.Event) -> None:
         self.events.append(event)
+        self.frames_at.append(len(self.frames))
         self.changed.set()
+
+    def frames_when(self, kind: type, turn_id: int) -> int:
+        i = next(i for i, e in enumerate(self.events) if isinstance(e, kind) and e.turn_id == turn_id)
+        return self.frames_at[i]
 
     async def feed(self, pcm: np.ndarray, realtime: bool = False) -> None:
         for i in range(0, len(pcm), FRAME):
@@ -133,16 +140,15 @@ async def test_user_speech_during_the_reply_stops_it_and_memory_keeps_what_was_h
         await h.until(ev.ResponseAudioStarted)
         await asyncio.sleep(0.3)  # the agent has been talking for a while
         sent_before = len(h.frames)
-        await h.feed(speech(0.2), realtime=True)
+        await h.feed(np.concatenate([speech(0.2), silence(0.3)]), realtime=True)  # "w1 w2": words
         await h.until(ev.AudioClear)
-        await h.until(ev.ResponseDone)
-        frames_at_clear = len(h.frames)
-        await asyncio.sleep(0.3)
-        assert len(h.frames) == frames_at_clear  # nothing of the old turn keeps playing
+        await h.until(ev.ResponseAudioStarted, 2)  # the new turn's reply
+    # Nothing of the old turn was sent after the clear: the next frame belongs to the new reply.
+    assert h.frames_when(ev.AudioClear, 1) == h.frames_when(ev.ResponseAudioStarted, 2)
     assert sent_before > 0
     (clear,) = h.of(ev.AudioClear)
     assert clear.turn_id == 1
-    (done,) = h.of(ev.ResponseDone)
+    done = h.of(ev.ResponseDone)[0]
     assert done.interrupted and done.turn_id == 1
     full = "You said w1 w2 w3.. That is one clause, and here is another clause for you."
     assert 0 < len(done.text) < len(full) and full.startswith(done.text)
@@ -190,3 +196,45 @@ async def test_speculation_can_be_switched_off() -> None:
         await h.until(ev.TurnMetrics)
     timeline = h.of(ev.TurnMetrics)[0].timeline_ms
     assert timeline["llm_first_token"] > timeline["endpoint"]
+
+
+FULL_REPLY = "You said w1 w2 w3.. That is one clause, and here is another clause for you."
+
+
+async def _talk_over_the_agent(h: Harness, overlap_text: str | None, seconds: float = 0.25) -> None:
+    asr = h.session.engines.asr
+    assert isinstance(asr, FakeAsr)
+    if overlap_text is not None:
+        asr.overlap_texts.append(overlap_text)
+    await h.feed(np.concatenate([speech(0.3), silence(0.3)]))
+    await h.until(ev.ResponseAudioStarted)
+    await asyncio.sleep(0.25)
+    await h.feed(np.concatenate([speech(seconds), silence(1.3)]), realtime=True)
+
+
+@pytest.mark.parametrize("overlap", ["Uh-huh.", "", None], ids=["backchannel", "noise", "no-words-in-time"])
+async def test_speech_over_the_agent_that_is_not_an_interruption_lets_it_finish(overlap: str | None) -> None:
+    async with harness(false_interruption_timeout_s=0.5) as h:
+        asr = h.session.engines.asr
+        assert isinstance(asr, FakeAsr)
+        if overlap is None:
+            asr.transcribe = _never_returns_words(asr.transcribe)  # type: ignore[method-assign]
+        await _talk_over_the_agent(h, overlap)
+        await h.until(ev.ResponseDone)
+    assert not h.of(ev.AudioClear)
+    (done,) = h.of(ev.ResponseDone)
+    assert not done.interrupted and done.text == FULL_REPLY
+    assert [m.text for m in h.session.memory.messages] == ["w1 w2 w3.", FULL_REPLY]
+    assert len(h.of(ev.SpeechStarted)) == 1  # the overlap never became a turn
+    # All of the reply's audio was sent: the pause lost nothing.
+    audio_done = h.of(ev.ResponseAudioDone)[0]
+    assert abs(sum(len(f) for f in h.frames) / 2 / 16000 - audio_done.duration_s) < 0.03
+
+
+def _never_returns_words(transcribe):  # type: ignore[no-untyped-def]
+    def slow(audio, *, final):  # type: ignore[no-untyped-def]
+        if not final:
+            raise RuntimeError("no words in time")
+        return transcribe(audio, final=final)
+
+    return slow

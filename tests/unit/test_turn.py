@@ -6,11 +6,15 @@ import pytest
 
 from agent.turn import (
     VAD_WINDOW,
+    ClassifyOverlap,
     Commit,
     EndOfTurn,
     Interrupt,
+    OverlapHeard,
+    PauseReply,
     ReplyEnded,
     ReplyStarted,
+    ResumeReply,
     SilenceOnset,
     Speculate,
     StartSpeech,
@@ -21,6 +25,7 @@ from agent.turn import (
     TurnTaking,
     UserState,
     VadFrame,
+    classify_overlap,
     transcript_complete,
 )
 
@@ -100,13 +105,15 @@ def test_max_utterance_forces_the_end_and_waits_for_silence() -> None:
     assert m.turn_id == 2
 
 
-def test_speech_while_agent_replies_interrupts_that_reply() -> None:
+def test_speech_while_agent_replies_pauses_it_then_interrupts_when_it_goes_on() -> None:
     m = TurnTaking(POLICY)
     drive(m, "#" * 6 + "." * 12)
     assert m.feed(ReplyStarted(1)) == []
-    acts = drive(m, "#" * 4, start=18)
+    acts = drive(m, "#" * 4, start=18)  # 128 ms >= barge_in_min_speech 100 ms
+    assert [a for _, a in acts] == [PauseReply(1)]
+    acts = drive(m, "#" * 20, start=22)  # past barge_in_confirm 0.7 s: an interruption
     assert [a for _, a in acts] == [Interrupt(1), StartSpeech(2, 18 * VAD_WINDOW)]
-    assert m.reply_turn is None
+    assert m.reply_turn is None and m.state is UserState.SPEAKING
 
 
 def test_speech_after_reply_ended_does_not_interrupt() -> None:
@@ -219,3 +226,88 @@ def test_resuming_after_a_speculation_voids_it_and_the_turn_goes_on() -> None:
 )
 def test_transcript_complete(text: str, complete: bool) -> None:
     assert transcript_complete(text) is complete
+
+
+# -- barge-in: pause at once, then decide ------------------------------------------------------------
+def agent_talking() -> TurnTaking:
+    m = TurnTaking(POLICY)
+    drive(m, "#" * 6 + "." * 12)
+    m.feed(ReplyStarted(1))
+    return m
+
+
+def overlap(m: TurnTaking, pattern: str, start: int = 18) -> list[object]:
+    return [a for _, a in drive(m, pattern, start=start)]
+
+
+def test_a_backchannel_pauses_the_agent_briefly_and_it_goes_on() -> None:
+    m = agent_talking()
+    acts = overlap(m, "#" * 8 + ".")  # 256 ms of "uh-huh"
+    assert acts == [PauseReply(1), ClassifyOverlap(18 * VAD_WINDOW, 26 * VAD_WINDOW)]
+    assert m.feed(OverlapHeard(18 * VAD_WINDOW, 26 * VAD_WINDOW, "Uh-huh.")) == [ResumeReply(1)]
+    assert m.reply_turn == 1 and m.turn_id == 1 and m.state is UserState.LISTENING
+
+
+def test_a_noise_burst_without_words_resumes_the_agent() -> None:
+    m = agent_talking()
+    overlap(m, "#" * 5 + ".")
+    assert m.feed(OverlapHeard(18 * VAD_WINDOW, 23 * VAD_WINDOW, "")) == [ResumeReply(1)]
+
+
+def test_no_words_in_time_resumes_the_agent() -> None:
+    m = agent_talking()
+    overlap(m, "#" * 5 + ".")
+    assert overlap(m, "." * 30, start=24) == []  # 31 silent frames: 0.992 s, under the 1 s timeout
+    assert overlap(m, ".", start=54) == [ResumeReply(1)]
+    # a transcript arriving after that is stale
+    assert m.feed(OverlapHeard(18 * VAD_WINDOW, 23 * VAD_WINDOW, "stop")) == []
+
+
+def test_short_words_that_are_not_a_backchannel_interrupt() -> None:
+    m = agent_talking()
+    overlap(m, "#" * 8 + ".")
+    acts = m.feed(OverlapHeard(18 * VAD_WINDOW, 26 * VAD_WINDOW, "Wait, stop."))
+    assert acts == [
+        Interrupt(1),
+        StartSpeech(2, 18 * VAD_WINDOW),
+        SilenceOnset(2, 18 * VAD_WINDOW, 26 * VAD_WINDOW),
+    ]
+    assert m.state is UserState.PAUSED
+    # ... and the new turn ends like any other.
+    assert kinds(drive(m, "." * 10, start=27)) == ["EndOfTurn"]
+
+
+def test_speech_that_goes_on_after_a_short_stop_is_still_one_overlap() -> None:
+    m = agent_talking()
+    overlap(m, "#" * 4 + ".")
+    assert overlap(m, "#", start=23) == []  # back to OVERLAP
+    assert m.feed(OverlapHeard(18 * VAD_WINDOW, 22 * VAD_WINDOW, "uh")) == []  # stale span
+
+
+def test_two_interruptions_in_a_row() -> None:
+    m = agent_talking()
+    overlap(m, "#" * 25)  # interrupts reply 1; turn 2 starts
+    drive(m, "." * 12, start=43)  # turn 2 ends
+    m.feed(ReplyStarted(2))
+    acts = overlap(m, "#" * 25, start=55)
+    assert acts[0] == PauseReply(2) and Interrupt(2) in acts and StartSpeech(3, 55 * VAD_WINDOW) in acts
+
+
+@pytest.mark.parametrize(
+    ("text", "duration_s", "verdict"),
+    [
+        ("Uh-huh.", 0.4, "backchannel"),
+        ("Mm-hmm", 0.3, "backchannel"),
+        ("Yeah, yeah.", 0.6, "backchannel"),
+        ("Okay.", 0.3, "backchannel"),
+        ("I see.", 0.5, "backchannel"),
+        ("", 0.3, "noise"),
+        ("...", 0.2, "noise"),
+        ("Wait.", 0.3, "interruption"),
+        ("No, that's wrong.", 0.8, "interruption"),
+        ("Yeah but what about Spain?", 1.1, "interruption"),
+        ("Yeah.", 1.5, "interruption"),  # too long for a backchannel
+    ],
+)
+def test_classify_overlap(text: str, duration_s: float, verdict: str) -> None:
+    assert classify_overlap(text, duration_s, TurnPolicy()) == verdict
