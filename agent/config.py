@@ -67,6 +67,10 @@ class Settings:
     tts_speed: float = _f(1.0, "TTS speaking rate (0.5 slow .. 2.0 fast)")
     max_tts_chars: int = _f(1000, "longest text one 'say' or 'text' message may carry")
     # -- turn-taking -------------------------------------------------------------------------------
+    turn_profile: str = _f(
+        "conversation",
+        "default turn-taking profile: conversation, tutoring or phone (agent/turn.py: PROFILES)",
+    )
     vad_threshold: float = _f(0.5, "Silero speech probability that counts as speech")
     vad_release_threshold: float = _f(0.35, "probability under which speech counts as ended (hysteresis)")
     webrtcvad_mode: int = _f(2, "webrtcvad aggressiveness 0-3 (the cheap gate in front of Silero); -1 = off")
@@ -112,6 +116,10 @@ class Settings:
                 raise ConfigError(f"{name} must be at least 0.05 s")
         if self.max_utterance_s <= 1:
             raise ConfigError("max_utterance_s must exceed 1 s")
+        from agent.turn import PROFILES
+
+        if self.turn_profile not in PROFILES:
+            raise ConfigError(f"turn_profile {self.turn_profile!r}: use one of {', '.join(PROFILES)}")
         if self.webrtcvad_mode not in (-1, 0, 1, 2, 3):
             raise ConfigError("webrtcvad_mode must be -1 (off) or 0..3")
         for name in ("asr_threads", "llm_threads", "max_reply_tokens", "max_tts_chars"):

@@ -22,6 +22,7 @@ class SessionReady:
     input_sample_rate: int
     output_sample_rate: int
     models: dict[str, str] = field(default_factory=dict)
+    profile: str = "conversation"
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,12 +31,13 @@ import numpy as np
 from agent.asr.base import Transcript
 from agent.config import Settings
 from agent.engines import Engines
-from agent.errors import LimitError
+from agent.errors import LimitError, ProtocolError
 from agent.events import AudioClear, Error, SpeechStarted, SpeechStopped, TranscriptPartial
 from agent.io import AudioOutput, EventSink
 from agent.memory import Memory
 from agent.reply import Reply, ReplyContext, Timeline
 from agent.turn import (
+    PROFILES,
     VAD_RATE,
     Action,
     ClassifyOverlap,
@@ -58,6 +59,7 @@ from agent.turn import (
     TurnPolicy,
     TurnTaking,
     transcript_complete,
+    with_profile,
 )
 from streaming.audio import Pcm, pcm_to_float
 
@@ -153,29 +155,29 @@ class Session:
         *,
         session_id: str,
         system_prompt: str | None = None,
+        profile: str | None = None,
     ) -> None:
         self.engines = engines
         self.settings = settings
         self.session_id = session_id
         self._output = output
         self._emit = emit
-        self.turns = TurnTaking(
-            TurnPolicy(
-                threshold=settings.vad_threshold,
-                release_threshold=settings.vad_release_threshold,
-                min_speech_s=settings.min_speech_s,
-                endpoint_silence_s=settings.endpoint_silence_s,
-                endpoint_complete_s=settings.endpoint_complete_s,
-                endpoint_incomplete_s=settings.endpoint_incomplete_s,
-                max_utterance_s=settings.max_utterance_s,
-                barge_in_min_speech_s=settings.barge_in_min_speech_s,
-                barge_in_confirm_s=settings.barge_in_confirm_s,
-                false_interruption_timeout_s=settings.false_interruption_timeout_s,
-                backchannels=frozenset(
-                    w.strip().lower() for w in settings.backchannels.split(",") if w.strip()
-                ),
-            )
+        self._base_policy = TurnPolicy(
+            threshold=settings.vad_threshold,
+            release_threshold=settings.vad_release_threshold,
+            min_speech_s=settings.min_speech_s,
+            endpoint_silence_s=settings.endpoint_silence_s,
+            endpoint_complete_s=settings.endpoint_complete_s,
+            endpoint_incomplete_s=settings.endpoint_incomplete_s,
+            max_utterance_s=settings.max_utterance_s,
+            barge_in_min_speech_s=settings.barge_in_min_speech_s,
+            barge_in_confirm_s=settings.barge_in_confirm_s,
+            false_interruption_timeout_s=settings.false_interruption_timeout_s,
+            backchannels=frozenset(w.strip().lower() for w in settings.backchannels.split(",") if w.strip()),
         )
+        self.profile = ""
+        self.turns = TurnTaking(self._base_policy)
+        self.set_profile(profile or settings.turn_profile)
         self.memory = Memory(
             system_prompt or settings.system_prompt, settings.memory_budget_tokens, engines.llm.count_tokens
         )
@@ -208,6 +210,15 @@ class Session:
             self.dropped_input_frames += 1
         self._inbox_audio += 1
         self._put((pcm16k, time.monotonic() if received_at is None else received_at))
+
+    def set_profile(self, name: str) -> None:
+        """Switch the turn-taking profile (conversation, tutoring, phone); applies from the next frame."""
+        if name not in PROFILES:
+            raise ProtocolError(
+                f"unknown profile {name!r}; use one of {', '.join(PROFILES)}", code="unknown_profile"
+            )
+        self.profile = name
+        self.turns.policy = with_profile(self._base_policy, name)
 
     def commit(self) -> None:
         """The user's turn is over now (push-to-talk release), after the audio already pushed."""

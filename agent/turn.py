@@ -39,9 +39,11 @@ while one is in progress also yields ``Interrupt`` for that reply's turn (barge-
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from dataclasses import dataclass
+from typing import Any
 
 VAD_RATE = 16_000
 VAD_WINDOW = 512  # Silero's window at 16 kHz: 32 ms
@@ -76,6 +78,38 @@ class TurnPolicy:
         {"uh-huh", "uh huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "yeah", "yes", "yep", "right", "okay",
          "ok", "sure", "i see", "got it", "uh", "um", "ah", "oh", "wow", "cool", "nice", "alright", "true"}
     )  # fmt: skip
+
+
+# Named turn-taking profiles: what each changes from the configured policy. "conversation" is the
+# policy as configured; "tutoring" lets a learner think aloud (long pauses are not the end of a turn,
+# and the tutor is not stopped by a short remark); "phone" expects line noise and echo (harder to
+# interrupt, more patient with pauses) and is the telephony default.
+PROFILES: dict[str, dict[str, float]] = {
+    "conversation": {},
+    "tutoring": {
+        "endpoint_silence_s": 1.6,
+        "endpoint_complete_s": 1.2,
+        "endpoint_incomplete_s": 2.5,
+        "barge_in_min_speech_s": 0.15,
+        "barge_in_confirm_s": 1.0,
+        "false_interruption_timeout_s": 1.2,
+    },
+    "phone": {
+        "threshold": 0.6,
+        "endpoint_silence_s": 0.8,
+        "endpoint_complete_s": 0.6,
+        "endpoint_incomplete_s": 1.2,
+        "barge_in_min_speech_s": 0.2,
+        "barge_in_confirm_s": 0.9,
+        "false_interruption_timeout_s": 1.2,
+    },
+}
+
+
+def with_profile(policy: TurnPolicy, profile: str) -> TurnPolicy:
+    """``policy`` with the named profile's changes applied."""
+    changes: dict[str, Any] = PROFILES[profile]
+    return dataclasses.replace(policy, **changes)
 
 
 # -- inputs -----------------------------------------------------------------------------------------

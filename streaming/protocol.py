@@ -40,6 +40,7 @@ class SessionUpdate:
     input_sample_rate: int | None = None
     output_sample_rate: int | None = None
     system_prompt: str | None = None
+    profile: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,10 @@ def parse_client(raw: str) -> ClientMessage:
                 if key in data:
                     rates[key] = check_rate(data[key])
             prompt = _optional_str(data, "system_prompt")
-            return SessionUpdate(rates.get("input_sample_rate"), rates.get("output_sample_rate"), prompt)
+            profile = _optional_str(data, "profile")
+            return SessionUpdate(
+                rates.get("input_sample_rate"), rates.get("output_sample_rate"), prompt, profile
+            )
         case "input_audio.commit":
             return InputCommit()
         case "response.cancel":

@@ -134,6 +134,8 @@ class WsSession:
                 )
             if message.system_prompt is not None:
                 self.session.memory.system_prompt = message.system_prompt
+            if message.profile is not None:
+                self.session.set_profile(message.profile)
             return
         self._input_rate = message.input_sample_rate or 16000
         output_rate = message.output_sample_rate or 24000
@@ -146,10 +148,14 @@ class WsSession:
             self._emit,
             session_id=self.id,
             system_prompt=message.system_prompt,
+            profile=message.profile,
         )
         self._tasks.append(asyncio.create_task(self.output.run(), name=f"{self.id}-playout"))
         self._tasks.append(asyncio.create_task(self._run_session(self.session), name=f"{self.id}-session"))
-        self._emit(SessionReady(0, self.id, self._input_rate, output_rate, self.engines.names))
+        ready = SessionReady(
+            0, self.id, self._input_rate, output_rate, self.engines.names, self.session.profile
+        )
+        self._emit(ready)
 
     async def _run_session(self, session: Session) -> None:
         try:

@@ -52,6 +52,7 @@ async def test_before_configuration(server: Server) -> None:
         (b"\x00\x00" * 16001, "audio_frame_too_long"),
         (json.dumps({"type": "say", "text": "word " * 300}), "text_too_long"),
         (json.dumps({"type": "session.update", "output_sample_rate": 8000}), "already_configured"),
+        (json.dumps({"type": "session.update", "profile": "karaoke"}), "unknown_profile"),
     ],
 )
 async def test_bad_messages_get_a_coded_error_and_the_session_goes_on(
@@ -114,3 +115,17 @@ def test_the_server_kept_count_of_the_errors(server: Server) -> None:
     with urllib.request.urlopen(server.http + "/metrics", timeout=5) as r:
         text = r.read().decode()
     assert 'voxloop_errors_by_code_total{code="invalid_json"}' in text
+
+
+async def test_a_session_chooses_its_turn_taking_profile(server: Server) -> None:
+    async with connect(server.ws) as ws:
+        await ws.send(json.dumps({"type": "session.update", "profile": "tutoring"}))
+        async with asyncio.timeout(5):
+            while (ready := json.loads(await ws.recv()))["type"] != "session.ready":
+                pass
+        assert ready["profile"] == "tutoring"
+        await ws.send(json.dumps({"type": "session.update", "profile": "phone"}))  # changes mid-session
+        await ws.send(json.dumps({"type": "ping", "id": 1}))
+        async with asyncio.timeout(5):
+            while (msg := json.loads(await ws.recv()))["type"] != "pong":
+                assert msg["type"] != "error", msg

@@ -27,6 +27,7 @@ from streaming.protocol import (
             SessionUpdate(8000, 48000),
         ),
         ('{"type":"session.update","system_prompt":"be a pirate"}', SessionUpdate(None, None, "be a pirate")),
+        ('{"type":"session.update","profile":"tutoring"}', SessionUpdate(None, None, None, "tutoring")),
         ('{"type":"input_audio.commit"}', InputCommit()),
         ('{"type":"text.input","text":"hi"}', TextInput("hi")),
         ('{"type":"say","text":"hello"}', Say("hello")),

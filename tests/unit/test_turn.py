@@ -27,6 +27,7 @@ from agent.turn import (
     VadFrame,
     classify_overlap,
     transcript_complete,
+    with_profile,
 )
 
 POLICY = TurnPolicy(min_speech_s=0.1, endpoint_silence_s=0.3, max_utterance_s=2.0)
@@ -311,3 +312,19 @@ def test_two_interruptions_in_a_row() -> None:
 )
 def test_classify_overlap(text: str, duration_s: float, verdict: str) -> None:
     assert classify_overlap(text, duration_s, TurnPolicy()) == verdict
+
+
+def test_profiles_change_patience_and_interruptibility() -> None:
+    base = TurnPolicy()
+    tutoring, phone = with_profile(base, "tutoring"), with_profile(base, "phone")
+    assert with_profile(base, "conversation") == base
+    assert tutoring.endpoint_complete_s > base.endpoint_complete_s
+    assert tutoring.endpoint_incomplete_s > base.endpoint_incomplete_s
+    assert phone.barge_in_min_speech_s > base.barge_in_min_speech_s
+    assert phone.threshold > base.threshold
+    # A 1 s thinking pause after a finished sentence ends a conversation turn, not a tutoring one.
+    for policy, ends in ((base, True), (tutoring, False)):
+        m = TurnTaking(policy)
+        drive(m, "#" * 10 + ".")
+        m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, complete=True))
+        assert ("EndOfTurn" in kinds(drive(m, "." * 31, start=11))) is ends
