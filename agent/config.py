@@ -102,6 +102,12 @@ class Settings:
         "wow,cool,nice,alright,true",
         "comma-separated words and phrases that, said over the agent, do not interrupt it",
     )
+    echo_gate: bool = _f(
+        True, "gate speech onset by the agent's own recent audio, learning its echo (agent/echo.py)"
+    )
+    echo_max_delay_s: float = _f(
+        0.45, "longest echo delay the echo gate allows for (playout lead + network + echo)"
+    )
     # -- audio out ---------------------------------------------------------------------------------
     playout_lead_s: float = _f(0.06, "how far ahead of real time agent audio is sent to the client")
     input_queue_s: float = _f(2.0, "input audio buffered before the oldest is dropped (and counted)")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from agent.events import Event
-from streaming.audio import AudioChunk
+from streaming.audio import AudioChunk, Pcm
 
 EventSink = Callable[[Event], None]
 
@@ -24,6 +24,10 @@ class AudioOutput(Protocol):
 
     def clear(self) -> None:
         """Drop every queued sample now (barge-in). What was already sent stays sent. Ends a pause."""
+        ...
+
+    def set_sent_listener(self, listener: Callable[[Pcm, int], None] | None) -> None:
+        """Call ``listener(frame, sample_rate)`` for every frame as it is handed to the transport."""
         ...
 
     def pause(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -30,6 +31,7 @@ import numpy as np
 
 from agent.asr.base import Transcript
 from agent.config import Settings
+from agent.echo import EchoGate, EchoGatePolicy
 from agent.engines import Engines
 from agent.errors import LimitError, ProtocolError
 from agent.events import AudioClear, Error, SpeechStarted, SpeechStopped, TranscriptPartial
@@ -182,6 +184,10 @@ class Session:
             system_prompt or settings.system_prompt, settings.memory_budget_tokens, engines.llm.count_tokens
         )
         self._vad = engines.vad.stream()
+        self.echo: EchoGate | None = None
+        if settings.echo_gate:
+            self.echo = EchoGate(EchoGatePolicy(max_delay_s=settings.echo_max_delay_s))
+            output.set_sent_listener(self._on_sent)
         keep = int((settings.max_utterance_s + settings.preroll_s + 2.0) * INPUT_RATE)
         self._input = InputBuffer(keep)
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)
@@ -283,11 +289,22 @@ class Session:
                     for action in self.turns.feed(ready):
                         await self._act(action)
 
+    def _on_sent(self, frame: Pcm, sample_rate: int) -> None:
+        """The agent's audio as it leaves: the echo gate's far-end reference."""
+        if self.echo is not None and len(frame):
+            peak = float(np.abs(frame.astype(np.int32)).max()) / 32768.0
+            self.echo.reference(peak, self._input.end, len(frame) * INPUT_RATE // sample_rate)
+
     async def _on_audio(self, pcm: Pcm, received_at: float) -> None:
         end = self._input.append(pcm)
         self._arrivals.append((end, received_at))
         frames = await self.engines.vad_worker.run(self._vad.process, pcm)
         for frame in frames:
+            if self.echo is not None:
+                start = frame.end_sample - frame.samples
+                window = self._input.slice(start, frame.end_sample)
+                allowed = self.echo.allows(window, start, frame.end_sample)  # learns from every window
+                frame = dataclasses.replace(frame, gate=frame.gate and allowed)
             for action in self.turns.feed(frame):
                 await self._act(action)
         self._maybe_partial()
@@ -300,6 +317,7 @@ class Session:
         return time.monotonic()
 
     async def _act(self, action: Action) -> None:
+        log.debug("%s: %s (state %s)", self.session_id, action, self.turns.state.value)
         match action:
             case StartSpeech(turn_id=tid, start_sample=start):
                 self._partial_at = start

@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
-from streaming.audio import AUDIO_PTIME_S, Pcm, pcm_to_bytes, peak_dbfs
+from streaming.audio import AUDIO_PTIME_S, Pcm, pcm_to_bytes, peak_dbfs, resample
 
 AUDIBLE_DBFS = -40.0
 
@@ -54,6 +55,12 @@ class VoiceClient:
     _inbox: list[_Received] = field(default_factory=list)
     _reader: asyncio.Task[None] | None = None
     _new: asyncio.Event = field(default_factory=asyncio.Event)
+    # A client without echo cancellation: what it plays comes back into its microphone.
+    echo_gain: float = 0.0
+    echo_delay_s: float = 0.1
+    _playback: list[Pcm] = field(default_factory=list)  # received audio, on the playback timeline
+    _play_start: float = 0.0
+    _played: int = 0  # samples in _playback
 
     async def __aenter__(self) -> VoiceClient:
         self.ws = await connect(self.url, max_size=None, compression=None)
@@ -90,10 +97,40 @@ class VoiceClient:
         async for message in self.ws:
             now = time.monotonic()
             if isinstance(message, bytes):
-                self._inbox.append(_Received(now, pcm=np.frombuffer(message, dtype="<i2").astype(np.int16)))
+                pcm = np.frombuffer(message, dtype="<i2").astype(np.int16)
+                self._inbox.append(_Received(now, pcm=pcm))
+                self._play(pcm, now)
             else:
-                self._inbox.append(_Received(now, message=json.loads(message)))
+                event = json.loads(message)
+                self._inbox.append(_Received(now, message=event))
+                if event["type"] == "audio.clear":
+                    self._playback, self._played = [], 0  # a real client drops its buffer
             self._new.set()
+
+    def _play(self, pcm: Pcm, now: float) -> None:
+        """Queue received audio on the playback timeline (a new run starts when the last one ended)."""
+        if now > self._play_start + self._played / self.output_rate + 0.1:
+            self._playback, self._played, self._play_start = [], 0, now
+        self._playback.append(pcm)
+        self._played += len(pcm)
+
+    def _with_echo(self, frame: Pcm, now: float) -> Pcm:
+        """``frame`` (the microphone, ending now) plus the echo of what was playing echo_delay_s ago."""
+        if self.echo_gain <= 0 or not self._playback:
+            return frame
+        n_out = round(len(frame) * self.output_rate / self.input_rate)
+        end = int((now - self.echo_delay_s - self._play_start) * self.output_rate)
+        start = end - n_out
+        if end <= 0 or start >= self._played:
+            return frame
+        played = np.concatenate(self._playback)
+        segment = np.zeros(n_out, np.int16)
+        lo, hi = max(start, 0), min(end, self._played)
+        segment[lo - start : hi - start] = played[lo:hi]
+        echo = resample(segment, self.output_rate, self.input_rate)[: len(frame)].astype(np.float64)
+        mixed = frame.astype(np.float64)
+        mixed[: len(echo)] += echo * self.echo_gain
+        return np.clip(mixed, -32768, 32767).astype(np.int16)
 
     def messages(self, kind: str | None = None, since: int = 0) -> list[dict[str, Any]]:
         return [
@@ -116,8 +153,25 @@ class VoiceClient:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new.wait(), remaining)
 
+    async def hold_silence(self, done: Callable[[], bool], *, timeout_s: float = 30.0) -> None:
+        """Keep the microphone open: real-time 20 ms frames of silence until ``done()``.
+        (Calling ``stream`` with one frame at a time in a loop would not be real time: each call
+        starts its own clock. This keeps one clock.)"""
+        frame = np.zeros(round(self.input_rate * AUDIO_PTIME_S), np.int16)
+        t0 = time.monotonic()
+        i = 0
+        while not done():
+            if time.monotonic() - t0 > timeout_s:
+                raise TimeoutError(f"still waiting after {timeout_s} s")
+            i += 1
+            delay = t0 + i * AUDIO_PTIME_S - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.send_bytes(pcm_to_bytes(self._with_echo(frame, time.monotonic())))
+
     async def stream(self, pcm: Pcm, *, start_at: float | None = None) -> float:
-        """Send ``pcm`` in real-time 20 ms frames; return the send time of the last frame."""
+        """Send ``pcm`` in real-time 20 ms frames (one clock for this call); return the send time of
+        the last frame."""
         frame = round(self.input_rate * AUDIO_PTIME_S)
         t0 = time.monotonic() if start_at is None else start_at
         sent_at = t0
@@ -125,7 +179,7 @@ class VoiceClient:
             delay = t0 + (i // frame) * AUDIO_PTIME_S - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await self.send_bytes(pcm_to_bytes(pcm[i : i + frame]))
+            await self.send_bytes(pcm_to_bytes(self._with_echo(pcm[i : i + frame], time.monotonic())))
             sent_at = time.monotonic()
         return sent_at
 
@@ -149,7 +203,7 @@ class VoiceClient:
                 delay = t0 + i * AUDIO_PTIME_S - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                await self.send_bytes(pcm_to_bytes(frame))
+                await self.send_bytes(pcm_to_bytes(self._with_echo(frame, time.monotonic())))
             else:
                 await asyncio.sleep(AUDIO_PTIME_S)
         if done is None:

@@ -57,6 +57,7 @@ class PacedOutput:
         self.underruns = 0
         self._paused_since: float | None = None
         self._paused_total = 0.0
+        self._sent_listener: Callable[[Pcm, int], None] | None = None
 
     # -- AudioOutput ------------------------------------------------------------------------------
     def push(self, turn_id: int, chunk: AudioChunk) -> None:
@@ -83,6 +84,9 @@ class PacedOutput:
             self._resolve(turn)
         self._t0 = None
         self.resume()
+
+    def set_sent_listener(self, listener: Callable[[Pcm, int], None] | None) -> None:
+        self._sent_listener = listener
 
     def pause(self) -> None:
         """Stop sending now, keeping what is queued (the listener may only be saying "uh-huh")."""
@@ -159,6 +163,8 @@ class PacedOutput:
                 turn.first_sent_at = self._clock()
                 turn.paused_at_first_send = self._paused_so_far()
             self._send(pcm_to_bytes(frame))
+            if self._sent_listener is not None:
+                self._sent_listener(frame, self.sample_rate)
             turn.sent_samples += len(frame)
             self._spurt_samples += len(frame)
             self.pts += len(frame)

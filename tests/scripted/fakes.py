@@ -94,7 +94,7 @@ class FakeTts:
 
     def synthesize(self, text: str) -> npt.NDArray[np.float32]:
         n = int(0.04 * self.sample_rate) * len(text.split())
-        return (np.sin(np.arange(n) * 0.2) * 0.5).astype(np.float32)
+        return (np.sin(np.arange(n) * 0.2) * 0.15).astype(np.float32)  # echo level: under the user
 
 
 def fake_engines() -> Engines:

@@ -1,0 +1,98 @@
+"""Echo gate: the agent must not interrupt itself by hearing its own voice come back.
+
+On transports without the browser's echo cancellation (raw WebSocket PCM, telephony), what the agent
+says can return in the input: a phone line's hybrid echo, a speakerphone, a client that loops its
+playback. The server knows exactly what it sent and when, so it uses that as the far-end reference
+with a Geigel-style double-talk detector (a classic of line-echo cancellers): input counts as the
+user speaking only if its peak exceeds a threshold x the loudest reference sample sent within the
+echo delay window before it. The threshold is learned: while the agent speaks, the gate tracks how
+loud the input is relative to the reference (the echo return: ~0 for a client with its own echo
+cancellation, 0.5 for a -6 dB echo) as the 90th percentile over the last ~2 s, and asks for
+``margin`` times that (never less than ``floor``). The estimate rises at once but falls slowly
+(half-life ``fall_half_life_s``), starting from ``prior`` (-6 dB): an echo that arrives late (a long
+delay) must not find the gate already wide open. An echo cannot open the gate; a person talking over
+the agent is louder than its echo.
+
+Limits, on purpose: it gates speech *onset* (barge-in and turn starts) while agent audio is echoing;
+it does not subtract the echo from the audio given to ASR; a user who speaks much more quietly than
+the agent's echo cannot interrupt (lower ``ratio``, or rely on the client's own AEC).
+
+Positions are input-stream samples at 16 kHz: a reference block is stamped with the input position
+at the moment it was sent, and the window ``max_delay_s`` covers the playout lead, the network both
+ways and the echo path (50-150 ms in the tests, up to ~300 ms on phone lines).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+RATE = 16_000
+BLOCK = 160  # reference peaks are kept per 10 ms block
+
+
+@dataclass(frozen=True, slots=True)
+class EchoGatePolicy:
+    margin: float = 1.4  # input must be this much louder (x, ~+3 dB) than the echo return so far
+    prior: float = 0.5  # echo return assumed before it is measured (-6 dB)
+    floor: float = 0.08  # the threshold never drops below this x the reference (-22 dB)
+    max_delay_s: float = 0.45  # echo arrives at most this long after the reference was sent
+    history_s: float = 4.0
+    learn_windows: int = 60  # echo-return measurements kept (~2 s of 32 ms windows)
+    fall_half_life_s: float = 1.0  # how slowly the learned echo return may fall
+
+
+class EchoGate:
+    def __init__(self, policy: EchoGatePolicy | None = None) -> None:
+        self.policy = policy or EchoGatePolicy()
+        self._blocks = int(self.policy.history_s * RATE) // BLOCK
+        self._peaks = np.zeros(self._blocks, np.float32)
+        self._stamp = np.full(self._blocks, -1, np.int64)  # which absolute block each slot holds
+        self.blocked = 0  # onset windows the gate refused (counted for /metrics and tests)
+        self._returns: deque[float] = deque(maxlen=self.policy.learn_windows)
+        self.echo_return = self.policy.prior  # the input's loudness relative to the reference (learned)
+
+    @property
+    def threshold(self) -> float:
+        return min(1.0, max(self.policy.floor, self.policy.margin * self.echo_return))
+
+    def reference(self, peak: float, at: int, samples: int) -> None:
+        """The agent sent audio with this peak (0..1) covering ``samples`` input samples from ``at``."""
+        first, last = at // BLOCK, (at + max(samples, 1) - 1) // BLOCK
+        for b in range(first, last + 1):
+            slot = b % self._blocks
+            if self._stamp[slot] != b:
+                self._stamp[slot], self._peaks[slot] = b, 0.0
+            self._peaks[slot] = max(self._peaks[slot], peak)
+
+    def reference_peak(self, start: int, end: int) -> float:
+        """The loudest reference that could be echoing in the input window [start, end)."""
+        lo = (start - int(self.policy.max_delay_s * RATE)) // BLOCK
+        hi = end // BLOCK
+        blocks = np.arange(lo, hi + 1)
+        slots = blocks % self._blocks
+        valid = self._stamp[slots] == blocks
+        return float(self._peaks[slots][valid].max()) if valid.any() else 0.0
+
+    def allows(self, window: npt.NDArray[np.int16], start: int, end: int) -> bool:
+        """May this input window start speech? False when it is no louder than echo could be.
+        Call it for every window while the agent may be echoing: each call also learns."""
+        reference = self.reference_peak(start, end)
+        if reference <= 0.0:
+            return True
+        peak = float(np.abs(window.astype(np.int32)).max(initial=0)) / 32768.0
+        ratio = peak / reference
+        allowed = ratio > self.threshold
+        self._learn(ratio, (end - start) / RATE)
+        if not allowed:
+            self.blocked += 1
+        return allowed
+
+    def _learn(self, ratio: float, seconds: float) -> None:
+        self._returns.append(ratio)
+        measured = float(np.quantile(np.asarray(self._returns), 0.9))
+        decayed = self.echo_return * 0.5 ** (seconds / self.policy.fall_half_life_s)
+        self.echo_return = max(measured, decayed)

@@ -1,0 +1,95 @@
+"""Barge-in against the real server and models over the WebSocket, as a user's client would do it.
+
+(a) a second utterance while the agent speaks stops the agent's audio at the client and is answered;
+(b) the agent's own audio fed back into the input at -6 dB, 50-150 ms later, does not interrupt it;
+(c) a backchannel said over the agent does not interrupt it;
+(d) memory ends at what was heard: the interrupted reply's text is the heard prefix of what was said.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from streaming.client import VoiceClient
+from tests.integration.conftest import Server
+from tests.support import utterance
+
+STORY = "Tell me a long story about a brave knight and a dragon."
+# A long scripted line (protocol message "say"): the agent is reliably mid-speech when the user talks.
+LONG_LINE = (
+    "Once upon a time, in a kingdom by the sea, there lived a brave knight named Arthur. "
+    "Every morning he rode his white horse along the cliffs, looking out over the water. "
+    "One day, a fisherman told him about a dragon that slept in a cave beyond the northern hills, "
+    "and Arthur decided to visit it, not to fight, but to ask why it had come."
+)
+SILENCE_20MS = np.zeros(320, np.int16)
+
+
+async def silence_until(client: VoiceClient, done: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Keep the microphone open (real-time silence) until ``done()``."""
+    await client.hold_silence(done, timeout_s=timeout_s)
+
+
+def first(client: VoiceClient, kind: str, **match: Any) -> dict[str, Any] | None:
+    return next((m for m in client.messages(kind) if all(m.get(k) == v for k, v in match.items())), None)
+
+
+async def _agent_talking(client: VoiceClient) -> None:
+    await client.stream(np.zeros(8000, np.int16))
+    await client.send_json({"type": "say", "text": LONG_LINE})
+    await silence_until(client, lambda: first(client, "response.audio.started", turn_id=1) is not None)
+    await client.stream(np.zeros(24000, np.int16))  # 1.5 s into the agent's speech
+
+
+async def test_a_second_utterance_stops_the_agent_and_is_answered(server: Server) -> None:
+    async with VoiceClient(server.ws) as client:
+        await _agent_talking(client)
+        mark = len(client._inbox)
+        await client.stream(utterance("Wait, what is the capital of Italy?"))
+        await silence_until(client, lambda: first(client, "response.done", turn_id=2) is not None)
+        received = client._inbox[mark:]
+    clear_at = next(i for i, r in enumerate(received) if r.message and r.message["type"] == "audio.clear")
+    assert received[clear_at].message["turn_id"] == 1  # type: ignore[index]
+    new_audio = next(
+        i for i, r in enumerate(received) if r.message and r.message["type"] == "response.audio.started"
+    )
+    # (a) no audio of the interrupted reply arrives after audio.clear: the next frames are turn 2's.
+    assert not any(r.pcm is not None for r in received[clear_at:new_audio])
+    done1 = first(client, "response.done", turn_id=1)
+    assert done1 is not None and done1["interrupted"]
+    # (d) what memory keeps (the heard text) is a strict prefix of what the agent was saying,
+    # ending about where the user cut in (1.5 s of speech + the time to hear "Wait").
+    heard = done1["text"]
+    assert heard and LONG_LINE.startswith(heard) and len(heard) < len(LONG_LINE) // 2, heard
+    assert len(heard.split()) >= 3
+    final2 = first(client, "transcript.final", turn_id=2)
+    assert final2 is not None and "italy" in final2["text"].lower()
+    done2 = first(client, "response.done", turn_id=2)
+    assert done2 is not None and not done2["interrupted"]
+
+
+@pytest.mark.parametrize("delay_s", [0.05, 0.15])
+async def test_the_agents_own_echo_does_not_interrupt_it(server: Server, delay_s: float) -> None:
+    async with VoiceClient(server.ws, echo_gain=10 ** (-6 / 20), echo_delay_s=delay_s) as client:
+        await client.stream(np.zeros(8000, np.int16))
+        result = await client.turn(utterance(STORY), timeout_s=60)
+    types = [e["type"] for e in result.events]
+    assert "audio.clear" not in types and not result.interrupted, types
+    assert types.count("speech.started") == 1  # the echo never started a turn
+    assert len(result.audio) / 24000 > 2.0  # a real answer played (and echoed) in full
+
+
+@pytest.mark.parametrize("backchannel", ["Okay.", "Yeah."])
+async def test_a_backchannel_does_not_interrupt(server: Server, backchannel: str) -> None:
+    async with VoiceClient(server.ws) as client:
+        await _agent_talking(client)
+        await client.stream(utterance(backchannel))
+        await silence_until(client, lambda: first(client, "response.done", turn_id=1) is not None, 60)
+    done = first(client, "response.done", turn_id=1)
+    assert done is not None and not done["interrupted"]
+    assert first(client, "audio.clear") is None
+    assert first(client, "speech.started", turn_id=2) is None

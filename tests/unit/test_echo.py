@@ -1,0 +1,98 @@
+"""The echo gate with synthetic echo: a delayed, attenuated copy of what the agent sent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.echo import EchoGate
+
+RATE = 16000
+WINDOW = 512
+
+
+def voice(seconds: float, amplitude: float, seed: int) -> np.ndarray:
+    """Speech-like: a harmonic tone with a syllable envelope."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    rng = np.random.default_rng(seed)
+    f0 = 120 + 40 * rng.random()
+    tone = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
+    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t)
+    x = tone * envelope
+    return (x / np.abs(x).max() * amplitude * 32767).astype(np.int16)
+
+
+def run(
+    gate: EchoGate, agent: np.ndarray, user: np.ndarray, delay_s: float, echo_db: float, jitter: int = 0
+) -> int:
+    """Send the agent's audio in 20 ms frames (stamped with the input position, +-jitter), and feed
+    the input = its echo + the user; return how many windows the gate allowed."""
+    frame = 320
+    rng = np.random.default_rng(1)
+    for i in range(0, len(agent), frame):
+        chunk = agent[i : i + frame]
+        at = i + int(rng.integers(-jitter, jitter + 1)) if jitter else i
+        gate.reference(float(np.abs(chunk.astype(np.int32)).max()) / 32768.0, max(at, 0), len(chunk))
+    delay = int(delay_s * RATE)
+    echo = np.zeros(len(agent) + delay, np.float64)
+    echo[delay:] = agent * 10 ** (echo_db / 20)
+    mic = echo[: len(user)] + user if len(user) else echo
+    mic = np.clip(mic, -32768, 32767).astype(np.int16)
+    return [
+        gate.allows(mic[end - WINDOW : end], end - WINDOW, end) for end in range(WINDOW, len(mic) + 1, WINDOW)
+    ]
+
+
+@pytest.mark.parametrize("seed", [1, 4, 7])
+@pytest.mark.parametrize("delay_s", [0.05, 0.1, 0.15, 0.3])
+@pytest.mark.parametrize("echo_db", [-6.0, -9.0, -12.0])
+def test_the_agents_own_echo_never_opens_the_gate(delay_s: float, echo_db: float, seed: int) -> None:
+    gate = EchoGate()
+    agent = voice(3.0, 0.8, seed=seed)
+    assert not any(run(gate, agent, np.zeros(0, np.int16), delay_s, echo_db, jitter=320))
+    assert gate.blocked > 0
+
+
+def test_a_user_talking_over_the_echo_opens_it() -> None:
+    gate = EchoGate()
+    agent = voice(3.0, 0.6, seed=1)
+    user = np.zeros(len(agent) + 1600, np.int16)
+    user[16000:32000] = voice(1.0, 0.8, seed=2)  # the user speaks from 1 s to 2 s
+    allowed = run(gate, agent, user, 0.1, -6.0, jitter=320)
+    during = allowed[16000 // WINDOW : 32000 // WINDOW]
+    assert longest_run(during) >= 4  # 4 windows = 128 ms: enough to start a barge-in (0.1 s)
+    assert not any(allowed[: 16000 // WINDOW - 1])  # before the user speaks: echo only
+
+
+def test_without_reference_everything_passes() -> None:
+    gate = EchoGate()
+    window = voice(0.032, 0.01, seed=3)
+    assert gate.allows(window, 0, WINDOW)
+    gate.reference(0.5, 0, 320)
+    far_later = 10 * RATE  # long after the agent spoke
+    assert gate.allows(window, far_later, far_later + WINDOW)
+
+
+def longest_run(flags: list[bool]) -> int:
+    best = current = 0
+    for ok in flags:
+        current = current + 1 if ok else 0
+        best = max(best, current)
+    return best
+
+
+@pytest.mark.parametrize(
+    ("echo_db", "user_level"),
+    [(-60.0, 0.4), (-60.0, 0.8), (-6.0, 0.8), (-12.0, 0.6)],
+    ids=["no-echo-quiet-user", "no-echo", "echo-6dB", "echo-12dB"],
+)
+def test_a_user_can_start_a_barge_in_whatever_the_echo(echo_db: float, user_level: float) -> None:
+    """Within the first half second of the user talking over the agent (at 0.8), there is a run of
+    at least 4 windows (128 ms, enough to pause the agent) that the gate lets through."""
+    gate = EchoGate()
+    agent = voice(4.0, 0.8, seed=1)
+    user = np.zeros(len(agent) + 1600, np.int16)
+    user[3 * RATE : 4 * RATE] = voice(1.0, user_level, seed=2)
+    allowed = run(gate, agent, user, 0.1, echo_db, jitter=320)
+    first_half_second = allowed[3 * RATE // WINDOW : 3 * RATE // WINDOW + 16]
+    assert longest_run(first_half_second) >= 4
