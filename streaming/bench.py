@@ -321,6 +321,8 @@ def main(args: Any, settings: Settings) -> int:
     flags = server_flags(args)
     started = None if args.url else LocalServer.start(*flags)
     url = args.url or (started.ws if started else "")
+    if args.barge_in:
+        return _barge_in(args, url, started, flags)
     plan = Plan(url, args.turns, args.concurrency, args.transport)
     try:
         before = health(url)
@@ -354,4 +356,29 @@ def main(args: Any, settings: Settings) -> int:
     (out / "bench.json").write_text(json.dumps(report, indent=2))
     plot(report, out / "bench.png")
     sys.stdout.write(table(summary) + f"\n(saved {out / 'bench.json'} and {out / 'bench.png'})\n")
+    return 0
+
+
+def _barge_in(args: Any, url: str, started: LocalServer | None, flags: list[str]) -> int:
+    from agent.engines import load_tts
+    from streaming import bargebench
+
+    try:
+        rows = asyncio.run(bargebench.run(url, args.turns, load_tts(Settings())))
+    finally:
+        if started is not None:
+            started.stop()
+    summary = bargebench.summarize(rows)
+    conditions = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        "transport": args.transport,
+        "agent_turns": args.turns,
+        "server_flags": flags,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"conditions": conditions, "summary": summary, "turns": rows}
+    (out / "bargein.json").write_text(json.dumps(report, indent=2))
+    sys.stdout.write(bargebench.table(summary) + f"\n(saved {out / 'bargein.json'})\n")
     return 0

@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--concurrency", type=int, default=1, help="clients talking at once, each its own session")
     b.add_argument("--transport", default="websocket", choices=sorted(TRANSPORTS), help="how clients connect")
     b.add_argument("--out", default="bench-out", help="folder for bench.json and bench.png")
+    b.add_argument(
+        "--barge-in",
+        action="store_true",
+        help="measure barge-in instead (stop latency, false interruptions with echo, backchannels)",
+    )
     b.add_argument("--extra-sessions", type=int, default=0, help="then hold N more sessions; RSS per session")
     return parser
 

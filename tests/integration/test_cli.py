@@ -84,3 +84,14 @@ def test_bench_runs_turns_and_writes_its_report(tmp_path: Path) -> None:
     assert len(report["turns"]) == 10 and report["conditions"]["transport"] == "websocket"
     assert {"v2v_ms", "premature", "timeline_ms", "transcript"} <= set(report["turns"][0])
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_barge_in_runs_and_writes_its_report(tmp_path: Path) -> None:
+    """Smoke test of `voxloop bench --barge-in`: one agent turn of each kind; figures not asserted."""
+    import json
+
+    done = voxloop("bench", "--barge-in", "--turns", "3", "--out", str(tmp_path), timeout_s=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "false interruptions with -6 dB echo" in done.stdout
+    report = json.loads((tmp_path / "bargein.json").read_text())
+    assert [t["mode"] for t in report["turns"]] == ["interrupt", "echo", "backchannel"]
