@@ -87,6 +87,11 @@ class Reply:
         self._said: list[str] = []
         self.completed = False
 
+    @property
+    def said_text(self) -> str:
+        """Everything synthesized so far (what the user hears or is about to)."""
+        return " ".join(self._said)
+
     # -- hold / release ---------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
         if self.held:

@@ -200,6 +200,7 @@ class Session:
         self.dropped_input_frames = 0
         self._tasks: asyncio.TaskGroup | None = None
         self._reply: tuple[int, asyncio.Task[None]] | None = None  # the live (released) reply
+        self._live_reply: Reply | None = None
         self._pause: _Pause | None = None
         self._partial_task: asyncio.Task[None] | None = None
         self._partial_at = 0
@@ -282,7 +283,8 @@ class Session:
                     if self._reply is not None:
                         await self._act(Interrupt(self._reply[0]))
                 case _OverlapDone(start=start, end=end, text=text):
-                    for action in self.turns.feed(OverlapHeard(start, end, text)):
+                    agent_text = self._live_reply.said_text if self._live_reply is not None else ""
+                    for action in self.turns.feed(OverlapHeard(start, end, text, agent_text)):
                         await self._act(action)
                 case _AsrDone(turn_id=tid, start=start, end=end, text=text):
                     ready = TranscriptReady(tid, start, end, transcript_complete(text))
@@ -450,6 +452,7 @@ class Session:
         self.turns.feed(ReplyStarted(reply.turn_id))
         task.add_done_callback(functools.partial(self._reply_finished, reply))
         self._reply = (reply.turn_id, task)
+        self._live_reply = reply
 
     def _reply_finished(self, reply: Reply, task: asyncio.Task[None]) -> None:
         self.turns.feed(ReplyEnded(reply.turn_id))

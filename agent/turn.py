@@ -145,6 +145,7 @@ class OverlapHeard:
     start_sample: int
     end_sample: int
     text: str
+    agent_text: str = ""  # what the agent was saying around then (its own words, heard back = echo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,7 +374,7 @@ class TurnTaking:
         ):
             return []  # stale: the user went on speaking, or it was already decided
         duration_s = (heard.end_sample - heard.start_sample) / VAD_RATE
-        if classify_overlap(heard.text, duration_s, self.policy) != "interruption":
+        if classify_overlap(heard.text, duration_s, self.policy, heard.agent_text) != "interruption":
             return self._resume_reply()
         actions = self._confirm_interruption(heard.end_sample)
         self.state = UserState.PAUSED
@@ -448,12 +449,16 @@ def transcript_complete(text: str) -> bool:
     return bool(words) and words[-1].lower().strip(",;:") not in _DANGLING
 
 
-def classify_overlap(text: str, duration_s: float, policy: TurnPolicy) -> str:
-    """What speech over the agent was: "noise" (no words), "backchannel" (only words from the
-    backchannel list, and short), or "interruption" (anything else)."""
+def classify_overlap(text: str, duration_s: float, policy: TurnPolicy, agent_text: str = "") -> str:
+    """What speech over the agent was: "noise" (no words), "echo" (mostly the agent's own recent
+    words: its voice came back into the input), "backchannel" (only words from the backchannel list,
+    and short), or "interruption" (anything else)."""
     words = re.findall(r"[a-z']+(?:-[a-z']+)*", text.lower())
     if not words:
         return "noise"
+    own = set(re.findall(r"[a-z']+(?:-[a-z']+)*", agent_text.lower()))
+    if own and len(words) >= 2 and sum(w in own for w in words) >= 0.7 * len(words):
+        return "echo"
     phrase = " ".join(words)
     listed = policy.backchannels
     if duration_s <= policy.max_backchannel_s and (phrase in listed or all(w in listed for w in words)):

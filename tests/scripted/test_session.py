@@ -140,7 +140,10 @@ async def test_user_speech_during_the_reply_stops_it_and_memory_keeps_what_was_h
         await h.until(ev.ResponseAudioStarted)
         await asyncio.sleep(0.3)  # the agent has been talking for a while
         sent_before = len(h.frames)
-        await h.feed(np.concatenate([speech(0.2), silence(0.3)]), realtime=True)  # "w1 w2": words
+        asr = h.session.engines.asr
+        assert isinstance(asr, FakeAsr)
+        asr.overlap_texts.append("Wait, stop.")  # the user's own words, not the agent's
+        await h.feed(np.concatenate([speech(0.2), silence(0.3)]), realtime=True)
         await h.until(ev.AudioClear)
         await h.until(ev.ResponseAudioStarted, 2)  # the new turn's reply
     # Nothing of the old turn was sent after the clear: the next frame belongs to the new reply.

@@ -314,6 +314,30 @@ def test_classify_overlap(text: str, duration_s: float, verdict: str) -> None:
     assert classify_overlap(text, duration_s, TurnPolicy()) == verdict
 
 
+AGENT = "Once upon a time, in a kingdom by the sea, there lived a brave knight."
+
+
+@pytest.mark.parametrize(
+    ("heard", "verdict"),
+    [
+        ("in a kingdom by the sea", "echo"),  # the agent's own words came back
+        ("kingdom by the see there", "echo"),  # ... misheard a little
+        ("Wait, what is the capital of Italy?", "interruption"),
+        ("No, stop the story.", "interruption"),  # shares "the", not enough
+        ("Okay.", "backchannel"),
+    ],
+)
+def test_the_agents_own_words_heard_back_are_echo(heard: str, verdict: str) -> None:
+    assert classify_overlap(heard, 0.8, TurnPolicy(), AGENT) == verdict
+
+
+def test_echo_heard_back_resumes_the_agent() -> None:
+    m = agent_talking()
+    overlap(m, "#" * 8 + ".")
+    heard = OverlapHeard(18 * VAD_WINDOW, 26 * VAD_WINDOW, "a kingdom by the sea", AGENT)
+    assert m.feed(heard) == [ResumeReply(1)]
+
+
 def test_profiles_change_patience_and_interruptibility() -> None:
     base = TurnPolicy()
     tutoring, phone = with_profile(base, "tutoring"), with_profile(base, "phone")
