@@ -199,8 +199,8 @@ class Session:
         self._inbox_ready = asyncio.Event()
         self.dropped_input_frames = 0
         self._tasks: asyncio.TaskGroup | None = None
-        self._reply: tuple[int, asyncio.Task[None]] | None = None  # the live (released) reply
-        self._live_reply: Reply | None = None
+        self._live: tuple[Reply, asyncio.Task[None]] | None = None  # the reply the user hears
+        self._reply_context = ReplyContext(engines, settings, self.memory, output, emit, session_id)
         self._pause: _Pause | None = None
         self._partial_task: asyncio.Task[None] | None = None
         self._partial_at = 0
@@ -280,10 +280,10 @@ class Session:
                             self._pending_text[action.turn_id] = (text, verbatim)
                         await self._act(action)
                 case _Cancel():
-                    if self._reply is not None:
-                        await self._act(Interrupt(self._reply[0]))
+                    if self._live is not None:
+                        await self._act(Interrupt(self._live[0].turn_id))
                 case _OverlapDone(start=start, end=end, text=text):
-                    agent_text = self._live_reply.said_text if self._live_reply is not None else ""
+                    agent_text = self._live[0].said_text if self._live is not None else ""
                     for action in self.turns.feed(OverlapHeard(start, end, text, agent_text)):
                         await self._act(action)
                 case _AsrDone(turn_id=tid, start=start, end=end, text=text):
@@ -434,12 +434,6 @@ class Session:
             self._emit(TranscriptPartial(tid, transcript.text))
 
     # -- replies ----------------------------------------------------------------------------------
-    @property
-    def _reply_context(self) -> ReplyContext:
-        return ReplyContext(
-            self.engines, self.settings, self.memory, self._output, self._emit, self.session_id
-        )
-
     def _spawn(self, coro: Coroutine[Any, Any, None], tid: int) -> asyncio.Task[None]:
         if self._tasks is None:
             raise RuntimeError("a session acts only inside run()")
@@ -447,12 +441,11 @@ class Session:
 
     def _go_live(self, reply: Reply, task: asyncio.Task[None]) -> None:
         """``reply`` is now the one the user hears (or is about to)."""
-        if self._reply is not None and not self._reply[1].done():
-            self._reply[1].cancel()
+        if self._live is not None and not self._live[1].done():
+            self._live[1].cancel()
         self.turns.feed(ReplyStarted(reply.turn_id))
         task.add_done_callback(functools.partial(self._reply_finished, reply))
-        self._reply = (reply.turn_id, task)
-        self._live_reply = reply
+        self._live = (reply, task)
 
     def _reply_finished(self, reply: Reply, task: asyncio.Task[None]) -> None:
         self.turns.feed(ReplyEnded(reply.turn_id))
@@ -463,9 +456,9 @@ class Session:
         """Barge-in: stop audio now, tell the client to drop its buffer, cancel and await the reply."""
         self._output.clear()
         self._emit(AudioClear(tid))
-        if self._reply is not None and self._reply[0] == tid:
-            task = self._reply[1]
+        if self._live is not None and self._live[0].turn_id == tid:
+            task = self._live[1]
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            self._reply = None
+            self._live = None

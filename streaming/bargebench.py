@@ -44,18 +44,12 @@ class _Turn:
     stop_ms: float | None = None
 
 
-def _first(client: VoiceClient, kind: str, since: int, **match: Any) -> dict[str, Any] | None:
-    return next(
-        (m for m in client.messages(kind, since) if all(m.get(k) == v for k, v in match.items())), None
-    )
-
-
 async def _one(client: VoiceClient, i: int, audio: dict[str, np.ndarray]) -> _Turn:
     mode = MODES[i % len(MODES)]
     mark = len(client._inbox)
     await client.send_json({"type": "say", "text": LINES[i % len(LINES)]})
-    await client.hold_silence(lambda: _first(client, "response.audio.started", mark) is not None)
-    tid = _first(client, "response.audio.started", mark)["turn_id"]  # type: ignore[index]
+    await client.hold_silence(lambda: client.first("response.audio.started", mark) is not None)
+    tid = client.first("response.audio.started", mark)["turn_id"]  # type: ignore[index]
     detail = ""
     if mode == "echo":
         client.echo_gain, client.echo_delay_s = 10 ** (-6 / 20), ECHO_DELAYS_S[i // 3 % 3]
@@ -73,9 +67,9 @@ async def _one(client: VoiceClient, i: int, audio: dict[str, np.ndarray]) -> _Tu
         detail = BACKCHANNELS[i // 3 % 3]
         await client.stream(audio[detail])
     await client.hold_silence(
-        lambda: _first(client, "response.done", mark, turn_id=tid) is not None, timeout_s=60
+        lambda: client.first("response.done", mark, turn_id=tid) is not None, timeout_s=60
     )
-    done = _first(client, "response.done", mark, turn_id=tid) or {}
+    done = client.first("response.done", mark, turn_id=tid) or {}
     client.echo_gain = 0.0
     turn = _Turn(mode, detail, bool(done.get("interrupted")))
     if mode == "interrupt" and spoken_at is not None:
@@ -86,7 +80,7 @@ async def _one(client: VoiceClient, i: int, audio: dict[str, np.ndarray]) -> _Tu
             turn.stop_ms = round((frames[-1] + 0.02 - spoken_at) * 1000.0, 1)
         # the new turn's answer, before the next line
         await client.hold_silence(
-            lambda: _first(client, "response.done", mark, turn_id=tid + 1) is not None, timeout_s=60
+            lambda: client.first("response.done", mark, turn_id=tid + 1) is not None, timeout_s=60
         )
     await client.stream(np.zeros(client.input_rate // 2, np.int16))
     return turn

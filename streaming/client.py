@@ -139,19 +139,23 @@ class VoiceClient:
             if r.message is not None and (kind is None or r.message["type"] == kind)
         ]
 
-    async def wait_for(self, kind: str, *, timeout_s: float, since: int = 0, **match: Any) -> dict[str, Any]:
+    def first(self, kind: str, since: int = 0, **match: Any) -> dict[str, Any] | None:
         """The first message of ``kind`` (with the given field values) at or after inbox index ``since``."""
+        return next(
+            (m for m in self.messages(kind, since) if all(m.get(k) == v for k, v in match.items())), None
+        )
+
+    async def wait_for(self, kind: str, *, timeout_s: float, since: int = 0, **match: Any) -> dict[str, Any]:
+        """Wait for ``first(kind, since, **match)``."""
         deadline = time.monotonic() + timeout_s
-        while True:
-            for m in self.messages(kind, since):
-                if all(m.get(k) == v for k, v in match.items()):
-                    return m
+        while (found := self.first(kind, since, **match)) is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no {kind} {match or ''} within {timeout_s} s")
             self._new.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new.wait(), remaining)
+        return found
 
     async def hold_silence(self, done: Callable[[], bool], *, timeout_s: float = 30.0) -> None:
         """Keep the microphone open: real-time 20 ms frames of silence until ``done()``.
@@ -188,26 +192,15 @@ class VoiceClient:
         client does, until the agent's reply is done. Measures v2v latency on this client's clock."""
         mark = len(self._inbox)
         last_speech_at = await self.stream(speech)
-        frame = np.zeros(round(self.input_rate * AUDIO_PTIME_S), np.int16)
-        deadline = time.monotonic() + timeout_s
-        silence_until = time.monotonic() + max_silence_s
-        t0 = time.monotonic()
-        i = 0
-        done: dict[str, Any] | None = None
-        while time.monotonic() < deadline:
-            done = next(iter(self.messages("response.done", mark)), None)
-            if done is not None:
-                break
-            if time.monotonic() < silence_until:
-                i += 1
-                delay = t0 + i * AUDIO_PTIME_S - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                await self.send_bytes(pcm_to_bytes(self._with_echo(frame, time.monotonic())))
-            else:
-                await asyncio.sleep(AUDIO_PTIME_S)
-        if done is None:
-            raise TimeoutError(f"no response.done within {timeout_s} s")
+        started = time.monotonic()
+
+        def replied() -> bool:
+            return self.first("response.done", mark) is not None
+
+        with contextlib.suppress(TimeoutError):  # after max_silence_s: stop sending, keep waiting
+            await self.hold_silence(replied, timeout_s=min(max_silence_s, timeout_s))
+        remaining = timeout_s - (time.monotonic() - started)
+        done = await self.wait_for("response.done", timeout_s=max(remaining, 0.0), since=mark)
         tid = done["turn_id"]
         with contextlib.suppress(TimeoutError):
             await self.wait_for("turn.metrics", timeout_s=2.0, since=mark, turn_id=tid)

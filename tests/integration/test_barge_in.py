@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pytest
@@ -34,14 +33,10 @@ async def silence_until(client: VoiceClient, done: Callable[[], bool], timeout_s
     await client.hold_silence(done, timeout_s=timeout_s)
 
 
-def first(client: VoiceClient, kind: str, **match: Any) -> dict[str, Any] | None:
-    return next((m for m in client.messages(kind) if all(m.get(k) == v for k, v in match.items())), None)
-
-
 async def _agent_talking(client: VoiceClient) -> None:
     await client.stream(np.zeros(8000, np.int16))
     await client.send_json({"type": "say", "text": LONG_LINE})
-    await silence_until(client, lambda: first(client, "response.audio.started", turn_id=1) is not None)
+    await silence_until(client, lambda: client.first("response.audio.started", turn_id=1) is not None)
     await client.stream(np.zeros(24000, np.int16))  # 1.5 s into the agent's speech
 
 
@@ -50,7 +45,7 @@ async def test_a_second_utterance_stops_the_agent_and_is_answered(server: Server
         await _agent_talking(client)
         mark = len(client._inbox)
         await client.stream(utterance("Wait, what is the capital of Italy?"))
-        await silence_until(client, lambda: first(client, "response.done", turn_id=2) is not None)
+        await silence_until(client, lambda: client.first("response.done", turn_id=2) is not None)
         received = client._inbox[mark:]
     clear_at = next(i for i, r in enumerate(received) if r.message and r.message["type"] == "audio.clear")
     assert received[clear_at].message["turn_id"] == 1  # type: ignore[index]
@@ -59,16 +54,16 @@ async def test_a_second_utterance_stops_the_agent_and_is_answered(server: Server
     )
     # (a) no audio of the interrupted reply arrives after audio.clear: the next frames are turn 2's.
     assert not any(r.pcm is not None for r in received[clear_at:new_audio])
-    done1 = first(client, "response.done", turn_id=1)
+    done1 = client.first("response.done", turn_id=1)
     assert done1 is not None and done1["interrupted"]
     # (d) what memory keeps (the heard text) is a strict prefix of what the agent was saying,
     # ending about where the user cut in (1.5 s of speech + the time to hear "Wait").
     heard = done1["text"]
     assert heard and LONG_LINE.startswith(heard) and len(heard) < len(LONG_LINE) // 2, heard
     assert len(heard.split()) >= 3
-    final2 = first(client, "transcript.final", turn_id=2)
+    final2 = client.first("transcript.final", turn_id=2)
     assert final2 is not None and "italy" in final2["text"].lower()
-    done2 = first(client, "response.done", turn_id=2)
+    done2 = client.first("response.done", turn_id=2)
     assert done2 is not None and not done2["interrupted"]
 
 
@@ -88,8 +83,8 @@ async def test_a_backchannel_does_not_interrupt(server: Server, backchannel: str
     async with VoiceClient(server.ws) as client:
         await _agent_talking(client)
         await client.stream(utterance(backchannel))
-        await silence_until(client, lambda: first(client, "response.done", turn_id=1) is not None, 60)
-    done = first(client, "response.done", turn_id=1)
+        await silence_until(client, lambda: client.first("response.done", turn_id=1) is not None, 60)
+    done = client.first("response.done", turn_id=1)
     assert done is not None and not done["interrupted"]
-    assert first(client, "audio.clear") is None
-    assert first(client, "speech.started", turn_id=2) is None
+    assert client.first("audio.clear") is None
+    assert client.first("speech.started", turn_id=2) is None
