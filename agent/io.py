@@ -42,6 +42,14 @@ class AudioOutput(Protocol):
         """Seconds of ``turn_id``'s audio the listener has heard so far (an estimate: sent and due)."""
         ...
 
+    def report_played(self, turn_id: int, played_s: float) -> None:
+        """The listener's own report of its position in ``turn_id`` (preferred over the estimate)."""
+        ...
+
+    def sent_s(self, turn_id: int) -> float:
+        """Seconds of ``turn_id``'s audio handed to the transport so far."""
+        ...
+
     def first_sent_at(self, turn_id: int) -> float | None:
         """Monotonic time the first frame of ``turn_id`` was handed to the transport."""
         ...

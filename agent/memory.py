@@ -45,16 +45,44 @@ class Memory:
     def messages(self) -> tuple[Message, ...]:
         return tuple(self._messages)
 
-    def add_user(self, text: str) -> None:
-        if text.strip():
-            self._messages.append(Message("user", text.strip()))
-            self._trim()
+    def add_user(self, text: str) -> Message | None:
+        if not text.strip():
+            return None
+        message = Message("user", text.strip())
+        self._messages.append(message)
+        self._trim()
+        return message
 
-    def add_assistant(self, text: str, *, interrupted: bool = False) -> None:
-        """What the user heard of a reply. Nothing heard means nothing is added."""
-        if text.strip():
-            self._messages.append(Message("assistant", text.strip(), interrupted))
+    def add_assistant(self, text: str, *, interrupted: bool = False) -> Message | None:
+        """What the user heard of a reply. Nothing heard means nothing is added. Returns the message
+        (a handle for ``amend``)."""
+        if not text.strip():
+            return None
+        message = Message("assistant", text.strip(), interrupted)
+        self._messages.append(message)
+        self._trim()
+        return message
+
+    def amend(
+        self, message: Message | None, text: str, *, after: Message | None = None, interrupted: bool = True
+    ) -> Message | None:
+        """Replace the assistant ``message`` (a handle from ``add_assistant``) with ``text``: the client
+        told us later what it really heard. Empty ``text`` removes it. With ``message`` None (nothing
+        was thought heard) the text is inserted right after ``after``, the user message it answered.
+        Messages no longer stored (trimmed) are left alone. Returns the new handle."""
+        anchor = message if message is not None else after
+        i = next((i for i, m in enumerate(self._messages) if m is anchor), None)
+        if i is None:
+            return None
+        new = Message("assistant", text.strip(), interrupted) if text.strip() else None
+        if message is not None:
+            del self._messages[i]
+        else:
+            i += 1
+        if new is not None:
+            self._messages.insert(i, new)
             self._trim()
+        return new
 
     def render(self, pending_user: str | None = None) -> list[dict[str, str]]:
         """Chat messages for the LLM: system prompt + the newest turns that fit the budget. Pure.

@@ -36,7 +36,7 @@ from agent.events import (
 )
 from agent.io import AudioOutput, EventSink
 from agent.llm.base import GenerationOptions
-from agent.memory import Memory
+from agent.memory import Memory, Message
 from agent.tts.base import pause_after, trim_silence
 from streaming.audio import AudioChunk, float_to_pcm
 
@@ -83,9 +83,13 @@ class Reply:
         self._held_events: list[Event] = []
         self._held_audio: list[AudioChunk] = []
         self._user_text: str | None = None  # committed to memory on release
+        self._user_message: Message | None = None
         self._spoken: list[SpokenClause] = []
         self._said: list[str] = []
         self.completed = False
+        # Set when the reply is cut off: what memory holds of it and how much audio had left.
+        self.heard: Message | None = None
+        self.sent_s = 0.0
 
     @property
     def said_text(self) -> str:
@@ -121,8 +125,15 @@ class Reply:
 
     def _commit_user(self) -> None:
         if self._user_text is not None and not self.held:
-            self.ctx.memory.add_user(self._user_text)
+            self._user_message = self.ctx.memory.add_user(self._user_text)
             self._user_text = None
+
+    def amend_heard(self, played_s: float) -> str:
+        """The client reported, after the cut, that it played ``played_s`` seconds of this reply:
+        memory holds exactly the words up to there (never past what was sent). Returns that text."""
+        text = heard_text(self._spoken, min(played_s, self.sent_s))
+        self.heard = self.ctx.memory.amend(self.heard, text, after=self._user_message)
+        return text
 
     # -- the reply --------------------------------------------------------------------------------
     async def to_speech(self, transcript_task: asyncio.Future[Transcript]) -> None:
@@ -192,8 +203,9 @@ class Reply:
             self.completed = True
         except asyncio.CancelledError:
             if not self.held:
+                self.sent_s = output.sent_s(tid)
                 heard = heard_text(self._spoken, output.played_s(tid))
-                self.ctx.memory.add_assistant(heard, interrupted=True)
+                self.heard = self.ctx.memory.add_assistant(heard, interrupted=True)
                 self.ctx.emit(ResponseDone(tid, heard, interrupted=True))
             raise
         finally:

@@ -200,6 +200,7 @@ class Session:
         self.dropped_input_frames = 0
         self._tasks: asyncio.TaskGroup | None = None
         self._live: tuple[Reply, asyncio.Task[None]] | None = None  # the reply the user hears
+        self._cut: Reply | None = None  # the last reply cut off by the user, until the client's word
         self._reply_context = ReplyContext(engines, settings, self.memory, output, emit, session_id)
         self._pause: _Pause | None = None
         self._partial_task: asyncio.Task[None] | None = None
@@ -241,6 +242,14 @@ class Session:
         if not text.strip():
             raise LimitError("empty text", code="empty_text")
         self._put(_Text(text.strip(), verbatim))
+
+    def report_playback(self, turn_id: int, played_s: float) -> None:
+        """The client's playback position in ``turn_id`` (seconds it has played). While the reply
+        plays, it sharpens the estimate of what was heard; after a cut, it corrects memory to it."""
+        self._output.report_played(turn_id, played_s)
+        if self._cut is not None and self._cut.turn_id == turn_id:
+            text = self._cut.amend_heard(played_s)
+            log.debug("%s: turn %d heard up to %.2f s: %r", self.session_id, turn_id, played_s, text)
 
     def cancel_response(self) -> None:
         """Stop the agent now (a client-side interrupt button)."""
@@ -457,8 +466,9 @@ class Session:
         self._output.clear()
         self._emit(AudioClear(tid))
         if self._live is not None and self._live[0].turn_id == tid:
-            task = self._live[1]
+            reply, task = self._live
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             self._live = None
+            self._cut = reply

@@ -61,6 +61,15 @@ class VoiceClient:
     _playback: list[Pcm] = field(default_factory=list)  # received audio, on the playback timeline
     _play_start: float = 0.0
     _played: int = 0  # samples in _playback
+    # Playback position reports (``playback.position``): this client plays audio as it arrives, so
+    # its position in a turn is the audio received for it. Sent with the microphone's frames.
+    report_playback: bool = True
+    report_interval_s: float = 0.2
+    _audio_turn: int | None = None
+    _turn_samples: int = 0
+    _reported_samples: int = 0
+    _reports: list[dict[str, Any]] = field(default_factory=list)
+    reports_sent: int = 0
 
     async def __aenter__(self) -> VoiceClient:
         self.ws = await connect(self.url, max_size=None, compression=None)
@@ -100,12 +109,32 @@ class VoiceClient:
                 pcm = np.frombuffer(message, dtype="<i2").astype(np.int16)
                 self._inbox.append(_Received(now, pcm=pcm))
                 self._play(pcm, now)
+                self._turn_samples += len(pcm)
+                if self._turn_samples - self._reported_samples >= self.report_interval_s * self.output_rate:
+                    self._report()
             else:
                 event = json.loads(message)
                 self._inbox.append(_Received(now, message=event))
-                if event["type"] == "audio.clear":
+                if event["type"] == "response.audio.started":
+                    self._audio_turn, self._turn_samples, self._reported_samples = event["turn_id"], 0, 0
+                elif event["type"] == "audio.clear":
                     self._playback, self._played = [], 0  # a real client drops its buffer
+                    self._report()  # and says where it stopped
+                    self._audio_turn = None
             self._new.set()
+
+    def _report(self) -> None:
+        if self.report_playback and self._audio_turn is not None:
+            played_s = round(self._turn_samples / self.output_rate, 3)
+            self._reports.append(
+                {"type": "playback.position", "turn_id": self._audio_turn, "played_s": played_s}
+            )
+            self._reported_samples = self._turn_samples
+
+    async def _send_reports(self) -> None:
+        while self._reports:
+            await self.send_json(self._reports.pop(0))
+            self.reports_sent += 1
 
     def _play(self, pcm: Pcm, now: float) -> None:
         """Queue received audio on the playback timeline (a new run starts when the last one ended)."""
@@ -172,6 +201,7 @@ class VoiceClient:
             if delay > 0:
                 await asyncio.sleep(delay)
             await self.send_bytes(pcm_to_bytes(self._with_echo(frame, time.monotonic())))
+            await self._send_reports()
 
     async def stream(self, pcm: Pcm, *, start_at: float | None = None) -> float:
         """Send ``pcm`` in real-time 20 ms frames (one clock for this call); return the send time of
@@ -185,6 +215,7 @@ class VoiceClient:
                 await asyncio.sleep(delay)
             await self.send_bytes(pcm_to_bytes(self._with_echo(pcm[i : i + frame], time.monotonic())))
             sent_at = time.monotonic()
+            await self._send_reports()
         return sent_at
 
     async def turn(self, speech: Pcm, *, timeout_s: float = 30.0, max_silence_s: float = 20.0) -> TurnResult:

@@ -29,6 +29,8 @@ class _Turn:
     sent_samples: int = 0
     first_sent_at: float | None = None
     paused_at_first_send: float = 0.0  # the output's paused total when this turn's first frame left
+    # The listener's own word: (seconds played, clock time of the report, paused total then).
+    report: tuple[float, float, float] | None = None
     done: asyncio.Future[float] | None = None
 
 
@@ -110,12 +112,30 @@ class PacedOutput:
         return self._paused_total + ongoing
 
     def played_s(self, turn_id: int) -> float:
+        """The listener's position in ``turn_id``: from its latest report when it sends them (moved on
+        by the time since, less time paused), else from what was sent and when. Never past what was sent.
+        """
         turn = self._turns.get(turn_id)
         if turn is None or turn.first_sent_at is None:
             return 0.0
+        if turn.report is not None:
+            played, at, paused_then = turn.report
+            since = max(0.0, self._clock() - at - (self._paused_so_far() - paused_then))
+            return min(turn.sent_samples / self.sample_rate, played + since)
         paused = self._paused_so_far() - turn.paused_at_first_send
         elapsed = max(0.0, self._clock() - turn.first_sent_at - paused)
         return min(turn.sent_samples / self.sample_rate, elapsed)
+
+    def report_played(self, turn_id: int, played_s: float) -> None:
+        """The listener says it has played ``played_s`` seconds of ``turn_id`` (a turn no longer
+        tracked, or never sent, is ignored: the report is stale)."""
+        turn = self._turns.get(turn_id)
+        if turn is not None and turn.first_sent_at is not None:
+            turn.report = (max(0.0, played_s), self._clock(), self._paused_so_far())
+
+    def sent_s(self, turn_id: int) -> float:
+        turn = self._turns.get(turn_id)
+        return 0.0 if turn is None else turn.sent_samples / self.sample_rate
 
     def first_sent_at(self, turn_id: int) -> float | None:
         turn = self._turns.get(turn_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,9 +69,23 @@ class Ping:
     id: str | int | None = None
 
 
-ClientMessage = SessionUpdate | InputCommit | ResponseCancel | TextInput | Say | Ping
+@dataclass(frozen=True, slots=True)
+class PlaybackPosition:
+    turn_id: int
+    played_s: float
 
-CLIENT_TYPES = ("session.update", "input_audio.commit", "response.cancel", "text.input", "say", "ping")
+
+ClientMessage = SessionUpdate | InputCommit | ResponseCancel | TextInput | Say | Ping | PlaybackPosition
+
+CLIENT_TYPES = (
+    "session.update",
+    "input_audio.commit",
+    "response.cancel",
+    "text.input",
+    "say",
+    "ping",
+    "playback.position",
+)
 
 
 def parse_client(raw: str) -> ClientMessage:
@@ -110,6 +125,18 @@ def parse_client(raw: str) -> ClientMessage:
             if ident is not None and not isinstance(ident, (str, int)):
                 raise ProtocolError("ping 'id' must be a string or an integer", code="bad_field")
             return Ping(ident)
+        case "playback.position":
+            turn_id, played = data.get("turn_id"), data.get("played_s")
+            if not isinstance(turn_id, int) or isinstance(turn_id, bool) or turn_id < 0:
+                raise ProtocolError("playback.position needs an integer 'turn_id' >= 0", code="bad_field")
+            if (
+                not isinstance(played, (int, float))
+                or isinstance(played, bool)
+                or not math.isfinite(played)
+                or played < 0
+            ):
+                raise ProtocolError("playback.position needs a number 'played_s' >= 0", code="bad_field")
+            return PlaybackPosition(turn_id, float(played))
         case _:
             raise ProtocolError(
                 f"unknown message type {kind!r}; known: {', '.join(CLIENT_TYPES)}", code="unknown_type"

@@ -28,6 +28,7 @@ from streaming.playout import PacedOutput
 from streaming.protocol import (
     InputCommit,
     Ping,
+    PlaybackPosition,
     ResponseCancel,
     Say,
     SessionUpdate,
@@ -111,6 +112,8 @@ class WsSession:
                     self._require_session().send_text(text)
                 case Say(text=text):
                     self._require_session().send_text(text, verbatim=True)
+                case PlaybackPosition(turn_id=tid, played_s=played):
+                    self._require_session().report_playback(tid, played)
         except VoxloopError as e:
             self._error(e)
 

@@ -65,6 +65,9 @@ async def test_a_second_utterance_stops_the_agent_and_is_answered(server: Server
     assert final2 is not None and "italy" in final2["text"].lower()
     done2 = client.first("response.done", turn_id=2)
     assert done2 is not None and not done2["interrupted"]
+    # The client reported its playback position as it played and where it stopped at the clear;
+    # the server took every report (no error came back).
+    assert client.reports_sent >= 3 and client.first("error") is None
 
 
 @pytest.mark.parametrize("delay_s", [0.05, 0.15])

@@ -241,3 +241,93 @@ def _never_returns_words(transcribe):  # type: ignore[no-untyped-def]
         return transcribe(audio, final=final)
 
     return slow
+
+
+async def _interrupt_now(h: Harness, words: str) -> None:
+    """The user talks over the agent with ``words`` (what the overlap's quick ASR pass hears)."""
+    asr = h.session.engines.asr
+    assert isinstance(asr, FakeAsr)
+    asr.overlap_texts.append(words)
+    await h.feed(np.concatenate([speech(0.2), silence(0.3)]), realtime=True)
+
+
+def _stale_after_clear(h: Harness) -> list[ev.Event]:
+    """Events of an interrupted turn sent after its audio.clear, other than its response.done."""
+    stale = []
+    for clear in h.of(ev.AudioClear):
+        at = h.events.index(clear)
+        stale += [
+            e
+            for e in h.events[at + 1 :]
+            if e.turn_id == clear.turn_id and not (isinstance(e, ev.ResponseDone) and e.interrupted)
+        ]
+    return stale
+
+
+async def test_an_interruption_during_the_first_clause_keeps_at_most_part_of_it() -> None:
+    async with harness() as h:
+        await h.feed(np.concatenate([speech(0.3), silence(0.3)]))
+        await h.until(ev.ResponseAudioStarted)
+        await _interrupt_now(h, "Hold on.")  # at once: the first clause lasts 0.2 s
+        await h.until(ev.ResponseDone, 2)
+    first, second = h.of(ev.ResponseDone)
+    clause = "You said w1 w2 w3."
+    assert first.interrupted and first.turn_id == 1
+    assert clause.startswith(first.text) and len(first.text) < len(clause)
+    assert not second.interrupted and second.turn_id == 2
+    assert [c.turn_id for c in h.of(ev.AudioClear)] == [1]
+    assert not _stale_after_clear(h)
+    roles = [(m.role, m.interrupted) for m in h.session.memory.messages]
+    expected_cut = [("assistant", True)] if first.text else []
+    assert roles == [("user", False), *expected_cut, ("user", False), ("assistant", False)]
+
+
+async def test_two_interruptions_in_a_row_each_cut_their_own_reply() -> None:
+    async with harness() as h:
+        await h.feed(np.concatenate([speech(0.3), silence(0.3)]))
+        await h.until(ev.ResponseAudioStarted)
+        await asyncio.sleep(0.3)
+        await _interrupt_now(h, "Wait, stop.")
+        await h.until(ev.ResponseAudioStarted, 2)
+        await asyncio.sleep(0.3)
+        await _interrupt_now(h, "No, listen.")
+        await h.until(ev.ResponseDone, 3)
+    done = h.of(ev.ResponseDone)
+    assert [(d.turn_id, d.interrupted) for d in done] == [(1, True), (2, True), (3, False)]
+    assert [c.turn_id for c in h.of(ev.AudioClear)] == [1, 2]
+    assert not _stale_after_clear(h)
+    # Nothing of a cut reply was sent after its clear: the next frame is the next reply's.
+    assert h.frames_when(ev.AudioClear, 1) == h.frames_when(ev.ResponseAudioStarted, 2)
+    assert h.frames_when(ev.AudioClear, 2) == h.frames_when(ev.ResponseAudioStarted, 3)
+    messages = [(m.role, m.text, m.interrupted) for m in h.session.memory.messages]
+    assert [(r, i) for r, _, i in messages] == [
+        ("user", False), ("assistant", True), ("user", False), ("assistant", True), ("user", False),
+        ("assistant", False),
+    ]  # fmt: skip
+    assert messages[1][1] == done[0].text and messages[3][1] == done[1].text
+    assert messages[5][1] == done[2].text
+
+
+async def test_the_clients_playback_report_decides_what_memory_keeps() -> None:
+    async with harness() as h:
+        await h.feed(np.concatenate([speech(0.3), silence(0.3)]))
+        await h.until(ev.ResponseAudioStarted)
+        await asyncio.sleep(0.3)
+        h.session.report_playback(1, 0.1)  # the client's buffer is deep: it is far behind the server
+        h.session.report_playback(99, 5.0)  # a stale report of a turn long gone changes nothing
+        await _interrupt_now(h, "Wait, stop.")
+        await h.until(ev.AudioClear)
+        # The estimate moved on from the report by the time since (paused time excluded).
+        estimate = h.of(ev.ResponseDone)[0].text
+        assert estimate.startswith("You said") and len(estimate) < len(FULL_REPLY)
+        # After the clear the client says exactly where it stopped: memory follows it.
+        h.session.report_playback(1, 0.1)
+        assistant = [m for m in h.session.memory.messages if m.role == "assistant"]
+        assert [(m.text, m.interrupted) for m in assistant] == [("You said", True)]
+        h.session.report_playback(1, 0.0)  # it had played nothing after all
+        assert all(m.role == "user" for m in h.session.memory.messages)
+        h.session.report_playback(1, 0.1)  # and back: inserted after the user message it answered
+        await h.until(ev.ResponseDone, 2)
+    messages = [(m.role, m.text) for m in h.session.memory.messages]
+    assert messages[:2] == [("user", "w1 w2 w3."), ("assistant", "You said")]
+    assert [r for r, _ in messages[2:]] == ["user", "assistant"]

@@ -62,3 +62,34 @@ def test_nothing_heard_adds_nothing_and_interruptions_are_marked() -> None:
         ("user", "tell me a story", False),
         ("assistant", "Once upon", True),
     ]
+
+
+def test_what_the_client_heard_replaces_the_estimate_in_place() -> None:
+    m = Memory("sys", 1000, words)
+    question = m.add_user("tell me a story")
+    cut = m.add_assistant("Once upon a time", interrupted=True)
+    m.add_user("stop")
+    cut = m.amend(cut, "Once upon", after=question)
+    assert [(x.role, x.text, x.interrupted) for x in m.messages] == [
+        ("user", "tell me a story", False),
+        ("assistant", "Once upon", True),
+        ("user", "stop", False),
+    ]
+    cut = m.amend(cut, "", after=question)  # nothing was heard after all
+    assert cut is None and [x.role for x in m.messages] == ["user", "user"]
+    cut = m.amend(cut, "Once", after=question)  # with no message, it goes after the question
+    assert [(x.role, x.text) for x in m.messages] == [
+        ("user", "tell me a story"),
+        ("assistant", "Once"),
+        ("user", "stop"),
+    ]
+
+
+def test_amending_a_message_no_longer_stored_changes_nothing() -> None:
+    m = Memory("sys", 12, words)  # room for little
+    question = m.add_user("one two three")
+    cut = m.add_assistant("four five", interrupted=True)
+    m.add_user("six seven eight nine ten eleven")  # trims the first turn away
+    before = m.messages
+    assert m.amend(cut, "four", after=question) is None
+    assert m.messages == before

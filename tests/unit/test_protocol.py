@@ -11,6 +11,7 @@ from agent.errors import ProtocolError
 from streaming.protocol import (
     InputCommit,
     Ping,
+    PlaybackPosition,
     Say,
     SessionUpdate,
     TextInput,
@@ -32,6 +33,8 @@ from streaming.protocol import (
         ('{"type":"text.input","text":"hi"}', TextInput("hi")),
         ('{"type":"say","text":"hello"}', Say("hello")),
         ('{"type":"ping","id":7}', Ping(7)),
+        ('{"type":"playback.position","turn_id":3,"played_s":1.25}', PlaybackPosition(3, 1.25)),
+        ('{"type":"playback.position","turn_id":3,"played_s":0}', PlaybackPosition(3, 0.0)),
     ],
 )
 def test_valid_messages(raw: str, message: object) -> None:
@@ -51,6 +54,13 @@ def test_valid_messages(raw: str, message: object) -> None:
         ('{"type":"text.input"}', "bad_field"),
         ('{"type":"say","text":42}', "bad_field"),
         ('{"type":"ping","id":[1]}', "bad_field"),
+        ('{"type":"playback.position","played_s":1.0}', "bad_field"),
+        ('{"type":"playback.position","turn_id":"3","played_s":1.0}', "bad_field"),
+        ('{"type":"playback.position","turn_id":true,"played_s":1.0}', "bad_field"),
+        ('{"type":"playback.position","turn_id":3,"played_s":-0.5}', "bad_field"),
+        ('{"type":"playback.position","turn_id":3,"played_s":NaN}', "bad_field"),
+        ('{"type":"playback.position","turn_id":3,"played_s":Infinity}', "bad_field"),
+        ('{"type":"playback.position","turn_id":3}', "bad_field"),
         ('{"type":"say","text":"' + "x" * 70000 + '"}', "message_too_long"),
     ],
 )
