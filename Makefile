@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models run test lint typecheck unit clean
+.PHONY: install models run test lint typecheck unit browser clean
 
 # torch==2.13.0 first in the same command: it is the CPU wheel from pip's local wheel folder; a bare
 # `torch` requirement would pull ~4 GB of CUDA packages. llama-cpp-python builds from source the
@@ -35,8 +35,16 @@ typecheck: install
 unit: install
 	$(BIN)/pytest tests/unit tests/scripted
 
+# Every test runs in a network namespace of its own with only loopback up (root; util-linux unshare,
+# iproute2): nothing a test starts can reach any address but 127.0.0.1, and Chromium's WebRTC works on
+# loopback there (../shared/ENVIRONMENT.md). The browser tests need Debian's chromium (.ci/run installs it).
+ISOLATED := unshare -n sh -c 'ip link set lo up && exec "$$0" "$$@"'
+
 test: models lint typecheck
-	$(BIN)/pytest
+	$(ISOLATED) $(BIN)/pytest
+
+browser: install
+	$(ISOLATED) $(BIN)/pytest tests/browser -s
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

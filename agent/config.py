@@ -111,6 +111,19 @@ class Settings:
     # -- audio out ---------------------------------------------------------------------------------
     playout_lead_s: float = _f(0.06, "how far ahead of real time agent audio is sent to the client")
     input_queue_s: float = _f(2.0, "input audio buffered before the oldest is dropped (and counted)")
+    # -- WebRTC ------------------------------------------------------------------------------------
+    webrtc_ice_servers: str = _f(
+        "", "comma-separated STUN/TURN URLs for WebRTC peers; empty (the default) contacts no server"
+    )
+    webrtc_jitter_frames: int = _f(
+        1, "20 ms Opus frames the inbound jitter buffer waits for (aiortc's default is 4; docs/webrtc.md)"
+    )
+    webrtc_loopback_candidates: bool = _f(
+        True, "offer 127.0.0.1 as an ICE host candidate (aioice leaves it out; a same-host browser needs it)"
+    )
+    webrtc_playout_lead_s: float = _f(
+        0.02, "how far ahead of real time agent audio is handed to the WebRTC track (its own clock paces)"
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -128,6 +141,8 @@ class Settings:
             raise ConfigError(f"turn_profile {self.turn_profile!r}: use one of {', '.join(PROFILES)}")
         if self.webrtcvad_mode not in (-1, 0, 1, 2, 3):
             raise ConfigError("webrtcvad_mode must be -1 (off) or 0..3")
+        if not 1 <= self.webrtc_jitter_frames <= 8:
+            raise ConfigError("webrtc_jitter_frames must be 1..8")
         for name in ("asr_threads", "llm_threads", "max_reply_tokens", "max_tts_chars"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")

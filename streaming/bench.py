@@ -114,7 +114,13 @@ async def _websocket(url: str, rate: int) -> AsyncIterator[BenchClient]:
         yield client
 
 
-TRANSPORTS: dict[str, Connect] = {"websocket": _websocket}
+@contextlib.asynccontextmanager
+async def _webrtc(url: str, rate: int) -> AsyncIterator[BenchClient]:
+    async with VoiceClient(url, input_rate=rate, audio="webrtc") as client:
+        yield client
+
+
+TRANSPORTS: dict[str, Connect] = {"websocket": _websocket, "webrtc": _webrtc}
 
 
 # -- a server of its own ----------------------------------------------------------------------------
@@ -314,6 +320,24 @@ def server_flags(args: Any) -> list[str]:
     return flags
 
 
+def _conditions(args: Any, flags: list[str], **extra: Any) -> dict[str, Any]:
+    """What a saved report was measured under: when, where, which transport and server settings."""
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        "transport": args.transport,
+        "server_flags": flags,
+        **extra,
+    }
+
+
+def _save(folder: str, name: str, report: dict[str, Any]) -> Path:
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / name).write_text(json.dumps(report, indent=2))
+    return out
+
+
 def main(args: Any, settings: Settings) -> int:
     from agent.engines import load_tts
     from streaming.benchplot import plot
@@ -339,21 +363,17 @@ def main(args: Any, settings: Settings) -> int:
         rss.update(per_extra_session=round((extra - after["rss_mb"]) / args.extra_sessions, 2))
         rss.update(extra_sessions=args.extra_sessions)
     summary["server_rss_mb"] = rss
-    conditions = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
-        "transport": plan.transport,
-        "concurrency": plan.concurrency,
-        "turns_per_client": plan.turns,
-        "server": args.url or "started by bench",
-        "server_flags": flags,
-        "models": before.get("models", {}),
-        "corpus": [{"parts": list(u.parts), "pauses_s": list(u.pauses_s)} for u in CORPUS],
-    }
+    conditions = _conditions(
+        args,
+        flags,
+        concurrency=plan.concurrency,
+        turns_per_client=plan.turns,
+        server=args.url or "started by bench",
+        models=before.get("models", {}),
+        corpus=[{"parts": list(u.parts), "pauses_s": list(u.pauses_s)} for u in CORPUS],
+    )
     report = {"conditions": conditions, "summary": summary, "turns": rows}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    out = _save(args.out, "bench.json", report)
     plot(report, out / "bench.png")
     sys.stdout.write(table(summary) + f"\n(saved {out / 'bench.json'} and {out / 'bench.png'})\n")
     return 0
@@ -369,16 +389,11 @@ def _barge_in(args: Any, url: str, started: LocalServer | None, flags: list[str]
         if started is not None:
             started.stop()
     summary = bargebench.summarize(rows)
-    conditions = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
-        "transport": args.transport,
-        "agent_turns": args.turns,
-        "server_flags": flags,
+    report = {
+        "conditions": _conditions(args, flags, agent_turns=args.turns),
+        "summary": summary,
+        "turns": rows,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    report = {"conditions": conditions, "summary": summary, "turns": rows}
-    (out / "bargein.json").write_text(json.dumps(report, indent=2))
+    out = _save(args.out, "bargein.json", report)
     sys.stdout.write(bargebench.table(summary) + f"\n(saved {out / 'bargein.json'})\n")
     return 0

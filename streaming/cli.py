@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    for chatty in ("aioice", "aiortc"):  # every ICE check at INFO; their warnings still show
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
     try:
         settings = Settings.from_env(**overrides)

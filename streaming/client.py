@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
-from streaming.audio import AUDIO_PTIME_S, Pcm, pcm_to_bytes, peak_dbfs, resample
+from streaming.audio import AUDIO_PTIME_S, Pcm, StreamResampler, pcm_to_bytes, peak_dbfs, resample
 
 AUDIBLE_DBFS = -40.0
 
@@ -70,6 +70,12 @@ class VoiceClient:
     _reported_samples: int = 0
     _reports: list[dict[str, Any]] = field(default_factory=list)
     reports_sent: int = 0
+    # "websocket": PCM in binary frames; "webrtc": Opus over an aiortc peer signalled on the WebSocket.
+    audio: str = "websocket"
+    rtc_jitter_frames: int = 1  # this client's inbound jitter buffer (webrtc), in 20 ms frames
+    _rtc: Any = None  # the client's RTCPeerConnection (webrtc)
+    _mic: Any = None  # its outbound track (webrtc)
+    _rtc_reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> VoiceClient:
         self.ws = await connect(self.url, max_size=None, compression=None)
@@ -81,15 +87,70 @@ class VoiceClient:
         }
         if self.system_prompt:
             update["system_prompt"] = self.system_prompt
+        if self.audio == "webrtc":
+            update["audio"] = "webrtc"
         await self.send_json(update)
         self.ready = await self.wait_for("session.ready", timeout_s=10)
+        if self.audio == "webrtc":
+            await self._connect_rtc()
         return self
 
+    async def _connect_rtc(self) -> None:
+        """Offer a peer (complete SDP, no trickle) on the session's WebSocket; take the answer."""
+        from aiortc import RTCPeerConnection, RTCSessionDescription
+
+        from streaming.rtc import (
+            OutboundTrack,
+            offer_loopback_candidates,
+            rtc_configuration,
+            set_jitter_buffer,
+        )
+
+        offer_loopback_candidates(True)  # the server is on this host
+        from agent.config import Settings
+
+        self._rtc = RTCPeerConnection(rtc_configuration(Settings()))
+        self._mic = OutboundTrack()
+        self._rtc.addTrack(self._mic)
+
+        def on_track(track: Any) -> None:
+            self._rtc_reader = asyncio.create_task(self._read_rtc(track))
+
+        self._rtc.on("track", on_track)
+        for transceiver in self._rtc.getTransceivers():  # aiortc waits for 4 frames; a browser adapts
+            set_jitter_buffer(transceiver.receiver, self.rtc_jitter_frames)
+        # Over WebRTC the agent's audio is one continuous stream (silence between replies): this
+        # client cannot tell where a turn's audio starts in it, so it reports no playback position.
+        self.report_playback = False
+
+        await self._rtc.setLocalDescription(await self._rtc.createOffer())
+        mark = len(self._inbox)
+        await self.send_json({"type": "webrtc.offer", "sdp": self._rtc.localDescription.sdp})
+        answer = await self.wait_for("webrtc.answer", timeout_s=10, since=mark)
+        await self._rtc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+
+    async def _read_rtc(self, track: Any) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        from streaming.rtc import to_mono_pcm
+
+        resampler: StreamResampler | None = None
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                pcm, rate = to_mono_pcm(frame)
+                if resampler is None:
+                    resampler = StreamResampler(rate, self.output_rate)
+                self._on_binary(resampler.process(pcm), time.monotonic())
+
     async def __aexit__(self, *exc: object) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        for task in (self._reader, self._rtc_reader):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._rtc is not None:
+            await self._rtc.close()
         if self.ws is not None:
             await self.ws.close()
 
@@ -98,6 +159,10 @@ class VoiceClient:
         await self.ws.send(json.dumps(message))
 
     async def send_bytes(self, data: bytes) -> None:
+        """Microphone PCM at ``input_rate``: a binary frame, or into the WebRTC track."""
+        if self._mic is not None:
+            self._mic.push_pcm(np.frombuffer(data, dtype="<i2").astype(np.int16), self.input_rate)
+            return
         assert self.ws is not None  # noqa: S101 - used inside the context manager
         await self.ws.send(data)
 
@@ -106,22 +171,25 @@ class VoiceClient:
         async for message in self.ws:
             now = time.monotonic()
             if isinstance(message, bytes):
-                pcm = np.frombuffer(message, dtype="<i2").astype(np.int16)
-                self._inbox.append(_Received(now, pcm=pcm))
-                self._play(pcm, now)
-                self._turn_samples += len(pcm)
-                if self._turn_samples - self._reported_samples >= self.report_interval_s * self.output_rate:
-                    self._report()
-            else:
-                event = json.loads(message)
-                self._inbox.append(_Received(now, message=event))
-                if event["type"] == "response.audio.started":
-                    self._audio_turn, self._turn_samples, self._reported_samples = event["turn_id"], 0, 0
-                elif event["type"] == "audio.clear":
-                    self._playback, self._played = [], 0  # a real client drops its buffer
-                    self._report()  # and says where it stopped
-                    self._audio_turn = None
+                self._on_binary(np.frombuffer(message, dtype="<i2").astype(np.int16), now)
+                continue
+            event = json.loads(message)
+            self._inbox.append(_Received(now, message=event))
+            if event["type"] == "response.audio.started":
+                self._audio_turn, self._turn_samples, self._reported_samples = event["turn_id"], 0, 0
+            elif event["type"] == "audio.clear":
+                self._playback, self._played = [], 0  # a real client drops its buffer
+                self._report()  # and says where it stopped
+                self._audio_turn = None
             self._new.set()
+
+    def _on_binary(self, pcm: Pcm, now: float) -> None:
+        self._inbox.append(_Received(now, pcm=pcm))
+        self._play(pcm, now)
+        self._turn_samples += len(pcm)
+        if self._turn_samples - self._reported_samples >= self.report_interval_s * self.output_rate:
+            self._report()
+        self._new.set()
 
     def _report(self) -> None:
         if self.report_playback and self._audio_turn is not None:

@@ -44,7 +44,9 @@ class PacedOutput:
         *,
         lead_s: float = 0.06,
         clock: Callable[[], float] = time.monotonic,
+        on_clear: Callable[[], None] | None = None,
     ) -> None:
+        """``on_clear``: also drop what the sink itself holds (a WebRTC track's queue) on clear()."""
         self.sample_rate = sample_rate
         self.frame_samples = round(sample_rate * AUDIO_PTIME_S)
         self._send = send
@@ -60,6 +62,7 @@ class PacedOutput:
         self._paused_since: float | None = None
         self._paused_total = 0.0
         self._sent_listener: Callable[[Pcm, int], None] | None = None
+        self._on_clear = on_clear
 
     # -- AudioOutput ------------------------------------------------------------------------------
     def push(self, turn_id: int, chunk: AudioChunk) -> None:
@@ -85,6 +88,8 @@ class PacedOutput:
             turn.queued_samples = turn.sent_samples
             self._resolve(turn)
         self._t0 = None
+        if self._on_clear is not None:
+            self._on_clear()
         self.resume()
 
     def set_sent_listener(self, listener: Callable[[Pcm, int], None] | None) -> None:

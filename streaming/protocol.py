@@ -42,6 +42,7 @@ class SessionUpdate:
     output_sample_rate: int | None = None
     system_prompt: str | None = None
     profile: str | None = None
+    audio: str | None = None  # "websocket" (binary frames, the default) or "webrtc"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +71,21 @@ class Ping:
 
 
 @dataclass(frozen=True, slots=True)
+class WebRtcOffer:
+    sdp: str
+
+
+@dataclass(frozen=True, slots=True)
 class PlaybackPosition:
     turn_id: int
     played_s: float
 
 
-ClientMessage = SessionUpdate | InputCommit | ResponseCancel | TextInput | Say | Ping | PlaybackPosition
+ClientMessage = (
+    SessionUpdate | InputCommit | ResponseCancel | TextInput | Say | Ping | PlaybackPosition | WebRtcOffer
+)
+
+AUDIO_PATHS = ("websocket", "webrtc")
 
 CLIENT_TYPES = (
     "session.update",
@@ -85,6 +95,7 @@ CLIENT_TYPES = (
     "say",
     "ping",
     "playback.position",
+    "webrtc.offer",
 )
 
 
@@ -109,8 +120,11 @@ def parse_client(raw: str) -> ClientMessage:
                     rates[key] = check_rate(data[key])
             prompt = _optional_str(data, "system_prompt")
             profile = _optional_str(data, "profile")
+            audio = _optional_str(data, "audio")
+            if audio not in (None, *AUDIO_PATHS):
+                raise ProtocolError(f"'audio' must be one of {', '.join(AUDIO_PATHS)}", code="bad_field")
             return SessionUpdate(
-                rates.get("input_sample_rate"), rates.get("output_sample_rate"), prompt, profile
+                rates.get("input_sample_rate"), rates.get("output_sample_rate"), prompt, profile, audio
             )
         case "input_audio.commit":
             return InputCommit()
@@ -125,6 +139,8 @@ def parse_client(raw: str) -> ClientMessage:
             if ident is not None and not isinstance(ident, (str, int)):
                 raise ProtocolError("ping 'id' must be a string or an integer", code="bad_field")
             return Ping(ident)
+        case "webrtc.offer":
+            return WebRtcOffer(_required_str(data, "sdp"))
         case "playback.position":
             turn_id, played = data.get("turn_id"), data.get("played_s")
             if not isinstance(turn_id, int) or isinstance(turn_id, bool) or turn_id < 0:
@@ -193,3 +209,7 @@ def encode_event(event: Event) -> str:
 
 def encode_pong(ident: str | int | None) -> str:
     return json.dumps({"type": "pong", "id": ident})
+
+
+def encode_answer(sdp: str) -> str:
+    return json.dumps({"type": "webrtc.answer", "sdp": sdp})

@@ -23,6 +23,7 @@ from agent import __version__
 from agent.config import Settings
 from agent.engines import Engines
 from streaming.protocol import PROTOCOL_VERSION
+from streaming.rtc import offer_loopback_candidates
 from streaming.ws import Stats, WsSession
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
 async def serve_forever(settings: Settings, engines: Engines) -> None:
     """Listen until SIGINT/SIGTERM; then close every session and return."""
     app = VoxloopServer(settings, engines)
+    offer_loopback_candidates(settings.webrtc_loopback_candidates)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

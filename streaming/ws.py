@@ -23,7 +23,7 @@ from agent.engines import Engines
 from agent.errors import ProtocolError, VoxloopError
 from agent.events import Error, Event, SessionReady
 from agent.session import INPUT_RATE, Session
-from streaming.audio import StreamResampler, pcm_from_bytes
+from streaming.audio import Pcm, StreamResampler, pcm_from_bytes
 from streaming.playout import PacedOutput
 from streaming.protocol import (
     InputCommit,
@@ -33,10 +33,13 @@ from streaming.protocol import (
     Say,
     SessionUpdate,
     TextInput,
+    WebRtcOffer,
+    encode_answer,
     encode_event,
     encode_pong,
     parse_client,
 )
+from streaming.rtc import RTC_RATE, RtcPeer
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ class WsSession:
         self._input_rate = 0
         self._resampler: StreamResampler | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.peer: RtcPeer | None = None  # audio over WebRTC instead of binary frames
 
     async def run(self) -> None:
         """Serve the connection until the client goes away; then stop every task and await it."""
@@ -89,6 +93,8 @@ class WsSession:
             for task in [*self._tasks, writer]:
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                     await task
+            if self.peer is not None:
+                await self.peer.close()
             self.stats.sessions_active -= 1
             if self.session is not None:
                 self.stats.turns_answered += self.session.turns_answered
@@ -114,13 +120,38 @@ class WsSession:
                     self._require_session().send_text(text, verbatim=True)
                 case PlaybackPosition(turn_id=tid, played_s=played):
                     self._require_session().report_playback(tid, played)
+                case WebRtcOffer(sdp=sdp):
+                    self._require_session()
+                    if self.peer is None:
+                        raise ProtocolError(
+                            'webrtc.offer needs a session opened with "audio": "webrtc"', code="not_webrtc"
+                        )
+                    self._tasks.append(asyncio.create_task(self._answer(self.peer, sdp)))
         except VoxloopError as e:
             self._error(e)
+
+    async def _answer(self, peer: RtcPeer, sdp: str) -> None:
+        try:
+            self._outbound.put_nowait(encode_answer(await peer.answer(sdp)))
+        except VoxloopError as e:
+            self._error(e)
+
+    def _on_rtc_audio(self, pcm: Pcm, sample_rate: int) -> None:
+        if self.session is None:
+            return
+        if self._resampler is None or self._input_rate != sample_rate:
+            self._input_rate, self._resampler = sample_rate, StreamResampler(sample_rate, INPUT_RATE)
+        self.session.push_audio(self._resampler.process(pcm), time.monotonic())
 
     def _on_audio(self, data: bytes) -> None:
         received_at = time.monotonic()
         try:
             session = self._require_session(code="audio_before_config")
+            if self.peer is not None:
+                raise ProtocolError(
+                    "this session takes its audio over WebRTC; binary frames are dropped",
+                    code="not_websocket",
+                )
             pcm = pcm_from_bytes(data, self._input_rate)
         except VoxloopError as e:
             self._error(e)
@@ -130,9 +161,11 @@ class WsSession:
 
     def _configure(self, message: SessionUpdate) -> None:
         if self.session is not None:
-            if message.input_sample_rate or message.output_sample_rate:
+            audio = "webrtc" if self.peer is not None else "websocket"
+            if message.input_sample_rate or message.output_sample_rate or message.audio not in (None, audio):
                 raise ProtocolError(
-                    "sample rates are fixed once the session is configured; reconnect to change them",
+                    "sample rates and the audio path are fixed once the session is configured; "
+                    "reconnect to change them",
                     code="already_configured",
                 )
             if message.system_prompt is not None:
@@ -140,10 +173,22 @@ class WsSession:
             if message.profile is not None:
                 self.session.set_profile(message.profile)
             return
-        self._input_rate = message.input_sample_rate or 16000
-        output_rate = message.output_sample_rate or 24000
+        if message.audio == "webrtc":
+            self.peer = RtcPeer(self.settings, self._on_rtc_audio, self.id)
+            self._input_rate = output_rate = RTC_RATE
+            self.output = PacedOutput(
+                RTC_RATE,
+                self.peer.track.push,
+                lead_s=self.settings.webrtc_playout_lead_s,
+                on_clear=self.peer.track.clear,
+            )
+        else:
+            self._input_rate = message.input_sample_rate or 16000
+            output_rate = message.output_sample_rate or 24000
+            self.output = PacedOutput(
+                output_rate, self._outbound.put_nowait, lead_s=self.settings.playout_lead_s
+            )
         self._resampler = StreamResampler(self._input_rate, INPUT_RATE)
-        self.output = PacedOutput(output_rate, self._outbound.put_nowait, lead_s=self.settings.playout_lead_s)
         self.session = Session(
             self.engines,
             self.settings,

@@ -15,6 +15,7 @@ from streaming.protocol import (
     Say,
     SessionUpdate,
     TextInput,
+    WebRtcOffer,
     encode_event,
     parse_client,
 )
@@ -34,6 +35,8 @@ from streaming.protocol import (
         ('{"type":"say","text":"hello"}', Say("hello")),
         ('{"type":"ping","id":7}', Ping(7)),
         ('{"type":"playback.position","turn_id":3,"played_s":1.25}', PlaybackPosition(3, 1.25)),
+        ('{"type":"session.update","audio":"webrtc"}', SessionUpdate(audio="webrtc")),
+        ('{"type":"webrtc.offer","sdp":"v=0"}', WebRtcOffer("v=0")),
         ('{"type":"playback.position","turn_id":3,"played_s":0}', PlaybackPosition(3, 0.0)),
     ],
 )
@@ -61,6 +64,8 @@ def test_valid_messages(raw: str, message: object) -> None:
         ('{"type":"playback.position","turn_id":3,"played_s":NaN}', "bad_field"),
         ('{"type":"playback.position","turn_id":3,"played_s":Infinity}', "bad_field"),
         ('{"type":"playback.position","turn_id":3}', "bad_field"),
+        ('{"type":"session.update","audio":"carrier-pigeon"}', "bad_field"),
+        ('{"type":"webrtc.offer"}', "bad_field"),
         ('{"type":"say","text":"' + "x" * 70000 + '"}', "message_too_long"),
     ],
 )
