@@ -111,6 +111,17 @@ class Settings:
     # -- audio out ---------------------------------------------------------------------------------
     playout_lead_s: float = _f(0.06, "how far ahead of real time agent audio is sent to the client")
     input_queue_s: float = _f(2.0, "input audio buffered before the oldest is dropped (and counted)")
+    # -- telephony ---------------------------------------------------------------------------------
+    phone_profile: str = _f(
+        "phone", "turn-taking profile of phone calls (a call's 'profile' parameter overrides)"
+    )
+    phone_greeting: str = _f(
+        "", "what the agent says when a call connects (a call's 'greeting' parameter overrides)"
+    )
+    phone_stream_url: str = _f(
+        "",
+        "public wss:// URL of the media stream, put in the TwiML; empty: wss://<Host header>/twilio/media",
+    )
     # -- WebRTC ------------------------------------------------------------------------------------
     webrtc_ice_servers: str = _f(
         "", "comma-separated STUN/TURN URLs for WebRTC peers; empty (the default) contacts no server"
@@ -137,6 +148,8 @@ class Settings:
             raise ConfigError("max_utterance_s must exceed 1 s")
         from agent.turn import PROFILES
 
+        if self.phone_profile not in PROFILES:
+            raise ConfigError(f"phone_profile {self.phone_profile!r}: use one of {', '.join(PROFILES)}")
         if self.turn_profile not in PROFILES:
             raise ConfigError(f"turn_profile {self.turn_profile!r}: use one of {', '.join(PROFILES)}")
         if self.webrtcvad_mode not in (-1, 0, 1, 2, 3):

@@ -99,6 +99,14 @@ class AudioClear:
 
 
 @dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    """The caller pressed a key (telephony): ``digit`` is 0-9, *, # or A-D. For IVR and tutoring flows."""
+
+    turn_id: int
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
 class TurnMetrics:
     """Server-side timeline of one turn.
 
@@ -134,6 +142,7 @@ Event = (
     | ResponseAudioDone
     | ResponseDone
     | AudioClear
+    | DtmfReceived
     | TurnMetrics
     | Error
 )

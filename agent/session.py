@@ -34,7 +34,7 @@ from agent.config import Settings
 from agent.echo import EchoGate, EchoGatePolicy
 from agent.engines import Engines
 from agent.errors import LimitError, ProtocolError
-from agent.events import AudioClear, Error, SpeechStarted, SpeechStopped, TranscriptPartial
+from agent.events import AudioClear, DtmfReceived, Error, SpeechStarted, SpeechStopped, TranscriptPartial
 from agent.io import AudioOutput, EventSink
 from agent.memory import Memory
 from agent.reply import Reply, ReplyContext, Timeline
@@ -250,6 +250,10 @@ class Session:
         if self._cut is not None and self._cut.turn_id == turn_id:
             text = self._cut.amend_heard(played_s)
             log.debug("%s: turn %d heard up to %.2f s: %r", self.session_id, turn_id, played_s, text)
+
+    def dtmf(self, digit: str) -> None:
+        """A key the caller pressed (telephony): reported to the client as an event, in order."""
+        self._emit(DtmfReceived(self.turns.turn_id, digit))
 
     def cancel_response(self) -> None:
         """Stop the agent now (a client-side interrupt button)."""

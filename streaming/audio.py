@@ -100,3 +100,38 @@ class StreamResampler:
 
     def flush(self) -> Pcm:
         return self.process(np.zeros(0, np.int16), last=True)
+
+
+# -- G.711 mu-law (telephony), vectorised ---------------------------------------------------------
+_MULAW_BIAS = 0x84
+_MULAW_BIAS14 = 0x21  # the bias and clip of the 14-bit encoder
+_MULAW_CLIP14 = 8159
+_MULAW_SEGMENT_ENDS = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
+
+
+def _mulaw_decode_table() -> npt.NDArray[np.int16]:
+    codes = ~np.arange(256, dtype=np.int32) & 0xFF
+    exponent = (codes >> 4) & 0x07
+    mantissa = codes & 0x0F
+    magnitude = (((mantissa << 3) + _MULAW_BIAS) << exponent) - _MULAW_BIAS
+    return np.where(codes & 0x80, -magnitude, magnitude).astype(np.int16)
+
+
+_MULAW_DECODE = _mulaw_decode_table()
+
+
+def mulaw_decode(data: bytes) -> Pcm:
+    """G.711 mu-law bytes -> 16-bit PCM (one sample per byte)."""
+    return _MULAW_DECODE[np.frombuffer(data, dtype=np.uint8)]
+
+
+def mulaw_encode(pcm: Pcm) -> bytes:
+    """16-bit PCM -> G.711 mu-law bytes: the 14-bit reference algorithm (identical to audioop.lin2ulaw)."""
+    v = pcm.astype(np.int32) >> 2
+    negative = v < 0
+    v = np.minimum(np.where(negative, -v, v), _MULAW_CLIP14) + _MULAW_BIAS14
+    segment = np.searchsorted(_MULAW_SEGMENT_ENDS, v, side="left")
+    code = np.where(
+        segment >= 8, 0x7F, (np.minimum(segment, 7) << 4) | ((v >> (np.minimum(segment, 7) + 1)) & 0x0F)
+    )
+    return (code ^ np.where(negative, 0x7F, 0xFF)).astype(np.uint8).tobytes()

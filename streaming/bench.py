@@ -120,7 +120,15 @@ async def _webrtc(url: str, rate: int) -> AsyncIterator[BenchClient]:
         yield client
 
 
-TRANSPORTS: dict[str, Connect] = {"websocket": _websocket, "webrtc": _webrtc}
+@contextlib.asynccontextmanager
+async def _twilio(url: str, rate: int) -> AsyncIterator[BenchClient]:
+    from streaming.phonesim import PhoneBenchClient, PhoneCall
+
+    async with PhoneCall(url.rsplit("/", 1)[0] + "/twilio/media") as call:
+        yield PhoneBenchClient(call, rate)
+
+
+TRANSPORTS: dict[str, Connect] = {"websocket": _websocket, "webrtc": _webrtc, "twilio": _twilio}
 
 
 # -- a server of its own ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 from agent.errors import ProtocolError
 from agent.events import (
     AudioClear,
+    DtmfReceived,
     Error,
     Event,
     ResponseAudioDone,
@@ -197,6 +198,8 @@ def event_type(event: Event) -> str:
             return "response.done"
         case AudioClear():
             return "audio.clear"
+        case DtmfReceived():
+            return "dtmf"
         case TurnMetrics():
             return "turn.metrics"
         case Error():

@@ -24,7 +24,13 @@ from agent.config import Settings
 from agent.engines import Engines
 from streaming.protocol import PROTOCOL_VERSION
 from streaming.rtc import offer_loopback_candidates
+from streaming.telephony.call import CallSession
+from streaming.telephony.twilio import TwilioSerializer, twiml_connect
 from streaming.ws import Stats, WsSession
+
+TWILIO_MEDIA_PATH = "/twilio/media"
+TWIML_PATH = "/twilio/voice"  # the incoming-call webhook (configure it as HTTP GET)
+PHONE_MEDIA_PATHS = {TWILIO_MEDIA_PATH: TwilioSerializer}
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +59,11 @@ class VoxloopServer:
         self.frontend_dir = frontend_dir
 
     async def handler(self, ws: ServerConnection) -> None:
-        await WsSession(ws, self.engines, self.settings, self.stats).run()
+        path = ws.request.path.split("?", 1)[0] if ws.request is not None else WS_PATH
+        if path in PHONE_MEDIA_PATHS:
+            await CallSession(ws, self.engines, self.settings, self.stats, PHONE_MEDIA_PATHS[path]()).run()
+        else:
+            await WsSession(ws, self.engines, self.settings, self.stats).run()
 
     def health(self) -> dict[str, object]:
         return {
@@ -65,6 +75,14 @@ class VoxloopServer:
             "rss_mb": round(current_rss_mb(), 1),
             "peak_rss_mb": round(peak_rss_mb(), 1),
         }
+
+    def twiml(self, request: Request) -> str:
+        """The TwiML for an incoming call: connect it to this server's media stream."""
+        url = self.settings.phone_stream_url
+        if not url:
+            host = request.headers.get("Host", f"{self.settings.host}:{self.settings.port}")
+            url = f"wss://{host}{TWILIO_MEDIA_PATH}"
+        return twiml_connect(url)
 
     def metrics(self) -> str:
         s = self.stats
@@ -81,8 +99,10 @@ class VoxloopServer:
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
-        if path == WS_PATH:
+        if path == WS_PATH or path in PHONE_MEDIA_PATHS:
             return None  # the WebSocket handshake goes on (a plain GET gets 426 from websockets)
+        if path == TWIML_PATH:
+            return _response(HTTPStatus.OK, self.twiml(request).encode(), "text/xml")
         if path == "/healthz":
             return _response(HTTPStatus.OK, json.dumps(self.health()).encode(), "application/json")
         if path == "/metrics":

@@ -1,0 +1,215 @@
+"""A phone call as Twilio's Media Streams would make it: the call simulator of the tests and the bench.
+
+It speaks the real message sequence (``connected``, ``start`` with a callSid, streamSid, mediaFormat
+and customParameters, ``media`` every 20 ms in real time with base64 mu-law 8 kHz payloads and
+increasing sequenceNumber/chunk/timestamp, ``dtmf``, ``stop``), and plays what it receives the way
+Twilio does: ``media`` is buffered and played in real time, a ``mark`` is echoed once the audio before
+it has played, and ``clear`` drops the buffer and echoes every pending mark at once.
+Formats: https://www.twilio.com/docs/voice/media-streams/websocket-messages
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+
+from streaming.audio import AUDIO_PTIME_S, Pcm, mulaw_decode, mulaw_encode, peak_dbfs, resample
+from streaming.client import TurnResult
+
+PHONE_RATE = 8000
+FRAME = 160  # 20 ms
+
+
+@dataclass
+class PhoneCall:
+    url: str  # ws://host:port/twilio/media
+    parameters: dict[str, str] = field(default_factory=dict)
+    call_sid: str = field(default_factory=lambda: "CA" + uuid.uuid4().hex)
+    stream_sid: str = field(default_factory=lambda: "MZ" + uuid.uuid4().hex)
+    ws: ClientConnection | None = None
+    received: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (arrival, message)
+    marks_echoed: list[str] = field(default_factory=list)
+    _seq: int = 0
+    _chunk: int = 0
+    _reader: asyncio.Task[None] | None = None
+    _player: asyncio.Task[None] | None = None
+    _buffer: list[tuple[int, str]] = field(default_factory=list)  # ("audio", samples) | ("mark", name)
+    _queued_samples: int = 0
+    _new: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __aenter__(self) -> PhoneCall:
+        self.ws = await connect(self.url, max_size=None, compression=None)
+        self._reader = asyncio.create_task(self._read())
+        self._player = asyncio.create_task(self._play())
+        await self._send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        await self._send(
+            {
+                "event": "start",
+                "start": {
+                    "accountSid": "AC" + "0" * 32,
+                    "streamSid": self.stream_sid,
+                    "callSid": self.call_sid,
+                    "tracks": ["inbound"],
+                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                    "customParameters": self.parameters,
+                },
+                "streamSid": self.stream_sid,
+            }
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            await self._send(
+                {"event": "stop", "stop": {"accountSid": "AC" + "0" * 32, "callSid": self.call_sid}}
+            )
+        for task in (self._reader, self._player):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.ws is not None:
+            await self.ws.close()
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        assert self.ws is not None  # noqa: S101 - inside the context manager
+        self._seq += 1
+        message = {**message, "sequenceNumber": str(self._seq)}
+        if message["event"] not in ("connected", "start"):
+            message.setdefault("streamSid", self.stream_sid)
+        await self.ws.send(json.dumps(message))
+
+    async def send_raw(self, text: str) -> None:
+        """Anything at all, for the bad-input tests."""
+        assert self.ws is not None  # noqa: S101 - inside the context manager
+        await self.ws.send(text)
+
+    async def dtmf(self, digit: str) -> None:
+        await self._send({"event": "dtmf", "dtmf": {"track": "inbound_track", "digit": digit}})
+
+    async def say(self, pcm8k: Pcm) -> float:
+        """Send ``pcm8k`` as real-time 20 ms media messages; return when its last frame was sent."""
+        t0 = time.monotonic()
+        sent_at = t0
+        for i in range(0, len(pcm8k), FRAME):
+            delay = t0 + (i // FRAME) * AUDIO_PTIME_S - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            frame = pcm8k[i : i + FRAME]
+            if len(frame) < FRAME:
+                frame = np.concatenate([frame, np.zeros(FRAME - len(frame), np.int16)])
+            self._chunk += 1
+            payload = base64.b64encode(mulaw_encode(frame)).decode()
+            media = {
+                "track": "inbound",
+                "chunk": str(self._chunk),
+                "timestamp": str(self._chunk * 20),
+                "payload": payload,
+            }
+            await self._send({"event": "media", "media": media})
+            sent_at = time.monotonic()
+        return sent_at
+
+    async def silence_until(self, done: Any, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still waiting after {timeout_s} s")
+            await self.say(np.zeros(FRAME * 5, np.int16))
+
+    # -- what came back -------------------------------------------------------------------------
+    def messages(self, event: str, since: float = 0.0) -> list[tuple[float, dict[str, Any]]]:
+        return [(t, m) for t, m in self.received if m.get("event") == event and t >= since]
+
+    def audio(self, since: float = 0.0, until: float = float("inf")) -> list[tuple[float, Pcm]]:
+        return [
+            (t, mulaw_decode(base64.b64decode(m["media"]["payload"])))
+            for t, m in self.messages("media", since)
+            if t < until
+        ]
+
+    def first_audible(self, since: float) -> float | None:
+        return next((t for t, pcm in self.audio(since) if peak_dbfs(pcm) > -40.0), None)
+
+    async def _read(self) -> None:
+        assert self.ws is not None  # noqa: S101 - started by __aenter__
+        async for raw in self.ws:
+            message = json.loads(raw)
+            self.received.append((time.monotonic(), message))
+            match message.get("event"):
+                case "media":
+                    n = len(base64.b64decode(message["media"]["payload"]))
+                    self._buffer.append((n, ""))
+                case "mark":
+                    self._buffer.append((0, message["mark"]["name"]))
+                case "clear":  # drop what is buffered; every pending mark comes back at once
+                    pending = [name for n, name in self._buffer if name]
+                    self._buffer.clear()
+                    for name in pending:
+                        await self._echo_mark(name)
+            self._new.set()
+
+    async def _play(self) -> None:
+        """Play the buffer in real time, 20 ms at a time; echo each mark when it is reached."""
+        while True:
+            while self._buffer and self._buffer[0][1]:
+                await self._echo_mark(self._buffer.pop(0)[1])
+            if self._buffer:
+                n, _ = self._buffer.pop(0)
+                await asyncio.sleep(n / PHONE_RATE)
+            else:
+                self._new.clear()
+                await self._new.wait()
+
+    async def _echo_mark(self, name: str) -> None:
+        self.marks_echoed.append(name)
+        await self._send({"event": "mark", "mark": {"name": name}})
+
+
+class PhoneBenchClient:
+    """``voxloop bench --transport twilio``: the bench's client interface over a simulated call.
+    Media streams carry no transcripts or metrics: a turn is over when its audio stops coming."""
+
+    def __init__(self, call: PhoneCall, rate: int) -> None:
+        self.call = call
+        self.rate = rate
+
+    async def stream(self, pcm: Pcm) -> float:
+        return await self.call.say(resample(pcm, self.rate, PHONE_RATE))
+
+    async def turn(self, speech: Pcm, *, timeout_s: float = 30.0) -> TurnResult:
+        call = self.call
+        mark = len(call.received)
+        started = time.monotonic()
+        last = await self.stream(speech)
+
+        def reply_over() -> bool:
+            media = [t for t, m in call.received[mark:] if m.get("event") == "media"]
+            return bool(media) and time.monotonic() - media[-1] > 0.6 and call.first_audible(last) is not None
+
+        with contextlib.suppress(TimeoutError):
+            await call.silence_until(reply_over, timeout_s)
+        first = call.first_audible(last)
+        early = any(peak_dbfs(pcm) > -40.0 for _, pcm in call.audio(started, last))
+        chunks = [pcm for t, pcm in call.audio(last)]
+        return TurnResult(
+            turn_id=0,
+            transcript="",
+            reply_text="",
+            interrupted=False,
+            v2v_s=None if first is None else first - last,
+            premature=early,
+            audio=np.concatenate(chunks) if chunks else np.zeros(0, np.int16),
+            frame_samples=[len(c) for c in chunks],
+            metrics={},
+            events=[{"type": m["event"], **m} for _, m in call.received[mark:] if m.get("event") != "media"],
+        )
