@@ -82,8 +82,9 @@ class PhoneCall:
 
     async def _send(self, message: dict[str, Any]) -> None:
         assert self.ws is not None  # noqa: S101 - inside the context manager
-        self._seq += 1
-        message = {**message, "sequenceNumber": str(self._seq)}
+        if message["event"] != "connected":  # every message but connected counts, from "1"
+            self._seq += 1
+            message = {**message, "sequenceNumber": str(self._seq)}
         if message["event"] not in ("connected", "start"):
             message.setdefault("streamSid", self.stream_sid)
         await self.ws.send(json.dumps(message))
