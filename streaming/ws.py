@@ -56,6 +56,15 @@ class Stats:
     by_code: dict[str, int] = field(default_factory=dict)
 
 
+async def stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel a connection's tasks and wait until each has ended (a closed socket is no error)."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+            await task
+
+
 class WsSession:
     def __init__(self, ws: ServerConnection, engines: Engines, settings: Settings, stats: Stats) -> None:
         self.ws = ws
@@ -88,11 +97,7 @@ class WsSession:
         except ConnectionClosed:
             pass
         finally:
-            for task in [*self._tasks, writer]:
-                task.cancel()
-            for task in [*self._tasks, writer]:
-                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                    await task
+            await stop_tasks([*self._tasks, writer])
             if self.peer is not None:
                 await self.peer.close()
             self.stats.sessions_active -= 1

@@ -15,7 +15,6 @@ notices. Media streams have no error message to send back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import numpy as np
@@ -38,7 +37,7 @@ from agent.session import INPUT_RATE, Session
 from streaming.audio import StreamResampler, mulaw_decode, mulaw_encode
 from streaming.playout import PacedOutput
 from streaming.telephony.events import Connected, Dtmf, MarkPlayed, Media, Serializer, Started, Stopped
-from streaming.ws import Stats
+from streaming.ws import Stats, stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +84,7 @@ class CallSession:
         finally:
             if not stopped:
                 log.warning("call %s: the stream ended without 'stop'", self.call_id)
-            for task in [*self._tasks, writer]:
-                task.cancel()
-            for task in [*self._tasks, writer]:
-                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                    await task
+            await stop_tasks([*self._tasks, writer])
             self.stats.sessions_active -= 1
             if self.session is not None:
                 self.stats.turns_answered += self.session.turns_answered
