@@ -46,19 +46,16 @@ class Memory:
         return tuple(self._messages)
 
     def add_user(self, text: str) -> Message | None:
-        if not text.strip():
-            return None
-        message = Message("user", text.strip())
-        self._messages.append(message)
-        self._trim()
-        return message
+        return self._add(Message("user", text.strip()))
 
     def add_assistant(self, text: str, *, interrupted: bool = False) -> Message | None:
         """What the user heard of a reply. Nothing heard means nothing is added. Returns the message
         (a handle for ``amend``)."""
-        if not text.strip():
+        return self._add(Message("assistant", text.strip(), interrupted))
+
+    def _add(self, message: Message) -> Message | None:
+        if not message.text:
             return None
-        message = Message("assistant", text.strip(), interrupted)
         self._messages.append(message)
         self._trim()
         return message

@@ -93,9 +93,6 @@ class OutboundTrack(MediaStreamTrack):
 
     def push(self, frame: bytes) -> None:
         """A 20 ms frame of 48 kHz s16 mono PCM (the PacedOutput sink)."""
-        self._append(frame)
-
-    def _append(self, frame: bytes) -> None:
         if len(self._queue) == self._queue.maxlen:
             self.dropped_frames += 1
         self._queue.append(frame)
@@ -107,7 +104,7 @@ class OutboundTrack(MediaStreamTrack):
         buf = np.concatenate([self._pending, self._resampler.process(pcm)])
         whole = len(buf) // RTC_FRAME * RTC_FRAME
         for i in range(0, whole, RTC_FRAME):
-            self._append(pcm_to_bytes(buf[i : i + RTC_FRAME]))
+            self.push(pcm_to_bytes(buf[i : i + RTC_FRAME]))
         self._pending = buf[whole:].copy()
 
     def clear(self) -> None:
