@@ -28,6 +28,7 @@ run: models
 lint: install
 	$(BIN)/ruff check agent streaming tests
 	$(BIN)/ruff format --check agent streaming tests
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

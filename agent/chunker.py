@@ -113,34 +113,3 @@ class ClauseChunker:
             return self._next_clause() if self._buf.strip() else None
         self._emitted += 1
         return clause
-
-
-@dataclass(frozen=True, slots=True)
-class SpokenClause:
-    """A clause as synthesized: its text and where its audio lies in the reply, in seconds."""
-
-    text: str
-    start_s: float
-    end_s: float
-
-
-def heard_text(clauses: list[SpokenClause], played_s: float) -> str:
-    """The text the listener heard after ``played_s`` seconds of the reply.
-
-    Whole clauses up to the play position; of the clause being played, the words whose share of the
-    clause's duration has fully played (words assumed evenly spread over the clause: an estimate until
-    the TTS gives word timings).
-    """
-    heard: list[str] = []
-    for c in clauses:
-        if played_s >= c.end_s:
-            heard.append(c.text)
-            continue
-        if played_s > c.start_s:
-            words = c.text.split()
-            fraction = (played_s - c.start_s) / max(c.end_s - c.start_s, 1e-9)
-            n = int(len(words) * fraction)
-            if n:
-                heard.append(" ".join(words[:n]))
-        break
-    return " ".join(heard)

@@ -20,7 +20,58 @@ DEFAULT_SYSTEM_PROMPT = (
     "no emoji. If you did not understand, say so briefly."
 )
 
-SUPPORTED_SAMPLE_RATES = (8000, 16000, 24000, 48000)
+
+# Named turn-taking profiles: what each changes from the configured policy. "conversation" is the
+# policy as configured; "tutoring" lets a learner think aloud (long pauses are not the end of a turn,
+# and the tutor is not stopped by a short remark); "phone" expects line noise and echo (harder to
+# interrupt, more patient with pauses) and is the telephony default.
+PROFILES: dict[str, dict[str, float]] = {
+    "conversation": {},
+    "tutoring": {
+        "endpoint_silence_s": 1.6,
+        "endpoint_complete_s": 1.2,
+        "endpoint_incomplete_s": 2.5,
+        "barge_in_min_speech_s": 0.15,
+        "barge_in_confirm_s": 1.0,
+        "false_interruption_timeout_s": 1.2,
+    },
+    "phone": {
+        "threshold": 0.6,
+        "endpoint_silence_s": 0.8,
+        "endpoint_complete_s": 0.6,
+        "endpoint_incomplete_s": 1.2,
+        "barge_in_min_speech_s": 0.2,
+        "barge_in_confirm_s": 0.9,
+        "false_interruption_timeout_s": 1.2,
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPolicy:
+    """Thresholds, in the units the machine counts (probability, seconds)."""
+
+    threshold: float = 0.5
+    release_threshold: float = 0.35
+    min_speech_s: float = 0.12
+    endpoint_silence_s: float = 0.7  # while the pause's transcript is not known yet
+    endpoint_complete_s: float = 0.5  # the transcript is a finished sentence
+    endpoint_incomplete_s: float = 1.0  # the transcript dangles
+    max_utterance_s: float = 30.0
+    barge_in_min_speech_s: float = 0.1  # speech over the agent this long pauses it
+    barge_in_confirm_s: float = 0.7  # ... this long is an interruption whatever was said
+    false_interruption_timeout_s: float = 1.0  # no words this long after the overlap: the agent resumes
+    max_backchannel_s: float = 1.2  # a backchannel is shorter than this
+    backchannels: frozenset[str] = frozenset(
+        {"uh-huh", "uh huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "yeah", "yes", "yep", "right", "okay",
+         "ok", "sure", "i see", "got it", "uh", "um", "ah", "oh", "wow", "cool", "nice", "alright", "true"}
+    )  # fmt: skip
+
+
+def with_profile(policy: TurnPolicy, profile: str) -> TurnPolicy:
+    """``policy`` with the named profile's changes applied."""
+    changes: dict[str, Any] = PROFILES[profile]
+    return dataclasses.replace(policy, **changes)
 
 
 def _f(default: Any, help: str) -> Any:
@@ -33,7 +84,19 @@ class Settings:
     host: str = _f("127.0.0.1", "address to listen on")
     port: int = _f(8000, "TCP port (0 picks a free one; the chosen port is logged)")
     max_message_bytes: int = _f(1 << 20, "largest WebSocket message accepted; larger closes with 1009")
+    outbound_high_water_bytes: int = _f(
+        256 << 10,
+        "bytes queued for one client above which its audio is dropped (it is not reading in real time)",
+    )
     # -- models ------------------------------------------------------------------------------------
+    vad_backend: str = _f("silero", "VAD backend (agent/engines.py: BACKENDS)")
+    asr_backend: str = _f("faster-whisper", "ASR backend (agent/engines.py: BACKENDS)")
+    llm_backend: str = _f("llama-cpp", "LLM backend (agent/engines.py: BACKENDS)")
+    tts_backend: str = _f("hibari", "TTS backend (agent/engines.py: BACKENDS)")
+    asr_max_batch: int = _f(1, "most ASR requests run as one batch (1 on a CPU: a batch only adds waiting)")
+    batch_window_s: float = _f(
+        0.0, "how long a model queue waits for more requests after the first (0: never; GPU batching)"
+    )
     asr_model: str = _f(
         "tiny.en",
         "ASR: 'tiny.en' or 'base' (embedded), a faster-whisper model folder, or a model name "
@@ -69,7 +132,7 @@ class Settings:
     # -- turn-taking -------------------------------------------------------------------------------
     turn_profile: str = _f(
         "conversation",
-        "default turn-taking profile: conversation, tutoring or phone (agent/turn.py: PROFILES)",
+        "default turn-taking profile: conversation, tutoring or phone (PROFILES below)",
     )
     vad_threshold: float = _f(0.5, "Silero speech probability that counts as speech")
     vad_release_threshold: float = _f(0.35, "probability under which speech counts as ended (hysteresis)")
@@ -146,8 +209,6 @@ class Settings:
                 raise ConfigError(f"{name} must be at least 0.05 s")
         if self.max_utterance_s <= 1:
             raise ConfigError("max_utterance_s must exceed 1 s")
-        from agent.turn import PROFILES
-
         if self.phone_profile not in PROFILES:
             raise ConfigError(f"phone_profile {self.phone_profile!r}: use one of {', '.join(PROFILES)}")
         if self.turn_profile not in PROFILES:
@@ -156,7 +217,9 @@ class Settings:
             raise ConfigError("webrtcvad_mode must be -1 (off) or 0..3")
         if not 1 <= self.webrtc_jitter_frames <= 8:
             raise ConfigError("webrtc_jitter_frames must be 1..8")
-        for name in ("asr_threads", "llm_threads", "max_reply_tokens", "max_tts_chars"):
+        if self.batch_window_s < 0:
+            raise ConfigError("batch_window_s must be >= 0")
+        for name in ("asr_threads", "llm_threads", "max_reply_tokens", "max_tts_chars", "asr_max_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
 
@@ -180,6 +243,23 @@ class Settings:
         out = dataclasses.asdict(self)
         out["system_prompt"] = self.system_prompt[:80] + ("..." if len(self.system_prompt) > 80 else "")
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOptions:
+    """What one conversation chooses for itself (process settings are the defaults). Arrives through
+    the session's ``ConfigureIn`` input; a field left None keeps its current value."""
+
+    profile: str | None = None  # turn-taking profile: one of PROFILES
+    instructions: str | None = None  # the system prompt: persona and rules
+    voice: str | None = None  # the TTS voice (None: the backend's default)
+    greeting: str | None = None  # said as it is when the session starts (only in the first ConfigureIn)
+
+    def __post_init__(self) -> None:
+        if self.profile is not None and self.profile not in PROFILES:
+            raise ConfigError(
+                f"unknown profile {self.profile!r}; use one of {', '.join(PROFILES)}", code="unknown_profile"
+            )
 
 
 def env_name(field_name: str) -> str:

@@ -1,147 +1,254 @@
-"""The loaded models, once per process, shared by every session.
+"""The models of the process, loaded once and shared by every session, each behind its role's engine.
 
-Each model sits behind its own one-thread worker: calls from all sessions queue there, so a model that
-is not thread-safe (llama.cpp) is never entered twice, thread pools do not multiply on a small CPU,
-and the event loop never blocks on a model.
+An engine takes typed requests from any session and answers on the event loop: ``AsrEngine.transcribe``
+returns a future, ``LlmEngine.generate`` and ``TtsEngine.synthesize`` an async stream of outputs. Under
+each engine is one ``RoleQueue`` (agent/scheduler.py): priorities, a batch entry point, and cancelled
+work dropped before it runs or stopped at its next token or chunk. Cancelling the future, or leaving
+the stream's ``async with``, is how a session cancels.
+
+Backends are found by name in ``BACKENDS`` (a setting per role: ``--asr-backend`` ...): a second TTS or
+LLM backend is one new module with a ``load(settings, progress)`` function and one line here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from agent import models
-from agent.asr.base import Asr
+from agent.asr.base import Asr, AsrPurpose, AsrRequest, Transcript
 from agent.config import Settings
 from agent.errors import ConfigError
-from agent.llm.base import Llm
-from agent.tts.base import Tts
-from agent.vad.base import VadModel
+from agent.llm.base import ChatMessage, GenerationOptions, Llm, LlmOutput, LlmRequest
+from agent.scheduler import Job, RoleQueue
+from agent.tts.base import Tts, TtsChunk, TtsRequest
+from agent.vad.base import VadFrame, VadModel, VadStream
 
 log = logging.getLogger(__name__)
 
-P = ParamSpec("P")
+T = TypeVar("T")
 R = TypeVar("R")
 
+# role -> backend name -> "module:function" building it from Settings (imported only when chosen).
+BACKENDS: dict[str, dict[str, str]] = {
+    "vad": {"silero": "agent.vad.silero:load"},
+    "asr": {"faster-whisper": "agent.asr.faster_whisper:load"},
+    "llm": {"llama-cpp": "agent.llm.llama_cpp:load"},
+    "tts": {"hibari": "agent.tts.hibari:load"},
+}
 
-class ModelWorker:
-    """One thread that runs one model's calls in order."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"voxloop-{name}")
-        self.pending = 0  # calls submitted and not finished (queued or running)
+def load_backend(role: str, name: str, settings: Settings, progress: models.ProgressFactory | None) -> Any:
+    """Build the backend ``name`` of ``role`` (ConfigError for a name BACKENDS does not know)."""
+    known = BACKENDS[role]
+    if name not in known:
+        raise ConfigError(f"unknown {role} backend {name!r}; known: {', '.join(known)}")
+    module, _, function = known[name].partition(":")
+    return getattr(importlib.import_module(module), function)(settings, progress)
 
-    async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``fn`` in the worker thread. Cancelling the await does not stop a call already running:
-        its result is dropped when it finishes."""
+
+# -- the loop side of a queue -----------------------------------------------------------------------
+def _submit_future(queue: RoleQueue[R], request: R, priority: int) -> asyncio.Future[Any]:
+    """Queue ``request``; its single result arrives in the returned future. Cancelling the future
+    cancels the job (dropped if queued)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def deliver(item: object) -> None:
+        _call_soon(loop, _resolve, future, item, None)
+
+    def finish(error: BaseException | None) -> None:
+        if error is not None:
+            _call_soon(loop, _resolve, future, None, error)
+
+    job = Job(request, priority, deliver, finish)
+    future.add_done_callback(lambda f: queue.cancel(job) if f.cancelled() else None)
+    queue.put(job)
+    return future
+
+
+def _resolve(future: asyncio.Future[Any], value: object, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+        loop.call_soon_threadsafe(fn, *args)
+
+
+_END = object()
+
+
+class Stream(Generic[T]):
+    """The streamed results of one job, as an async iterator. Use it as ``async with``: leaving the
+    block (normally, by an error, or by cancellation) cancels the job, which stops at its next chunk.
+
+    ``__anext__`` is cancel-safe: a cancelled wait loses nothing that was not already abandoned."""
+
+    def __init__(self, queue: RoleQueue[Any], request: Any, priority: int) -> None:
         loop = asyncio.get_running_loop()
-        self.pending += 1
-        future = loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
-        future.add_done_callback(self._done)
-        return await future
+        self._items: asyncio.Queue[object] = asyncio.Queue()
+        self._queue = queue
+        self._job: Job[Any] = Job(
+            request,
+            priority,
+            lambda item: _call_soon(loop, self._items.put_nowait, item),
+            lambda error: _call_soon(loop, self._items.put_nowait, _END if error is None else _Failed(error)),
+        )
+        queue.put(self._job)
 
-    def _done(self, _: object) -> None:
-        self.pending -= 1
+    def cancel(self) -> None:
+        self._queue.cancel(self._job)
 
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+    def __aiter__(self) -> Stream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        item = await self._items.get()
+        if item is _END:
+            self._items.put_nowait(_END)  # stays ended
+            raise StopAsyncIteration
+        if isinstance(item, _Failed):
+            raise item.error
+        return item  # type: ignore[return-value]
+
+    async def __aenter__(self) -> Stream[T]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cancel()
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: BaseException
+
+
+# -- the engines ------------------------------------------------------------------------------------
+class VadEngine:
+    """VAD windows off the loop: one small job per input frame, in order."""
+
+    def __init__(self, model: VadModel) -> None:
+        self.model = model
+        self.queue: RoleQueue[tuple[VadStream, Any]] = RoleQueue("vad", self._serve)
+
+    def stream(self) -> VadStream:
+        return self.model.stream()
+
+    def process(self, stream: VadStream, pcm16k: Any) -> asyncio.Future[list[VadFrame]]:
+        return _submit_future(self.queue, (stream, pcm16k), 0)
+
+    @staticmethod
+    def _serve(jobs: list[Job[tuple[VadStream, Any]]]) -> None:
+        for job in jobs:
+            stream, pcm = job.request
+            job.deliver(stream.process(pcm))
+
+
+class AsrEngine:
+    def __init__(self, model: Asr, *, max_batch: int = 1, batch_window_s: float = 0.0) -> None:
+        self.model = model
+        self.queue: RoleQueue[AsrRequest] = RoleQueue(
+            "asr", self._serve, max_batch=max_batch, batch_window_s=batch_window_s
+        )
+
+    def transcribe(self, request: AsrRequest) -> asyncio.Future[Transcript]:
+        """The request's transcript. Final passes go before overlap passes before partial ones;
+        cancelling the future drops a queued request (a running one finishes, its result unused)."""
+        return _submit_future(self.queue, request, int(request.purpose))
+
+    def _serve(self, jobs: list[Job[AsrRequest]]) -> None:
+        for job, transcript in zip(jobs, self.model.transcribe_batch([j.request for j in jobs]), strict=True):
+            job.deliver(transcript)
+
+
+class LlmEngine:
+    def __init__(self, model: Llm) -> None:
+        self.model = model
+        self.queue: RoleQueue[LlmRequest] = RoleQueue("llm", self._serve)
+
+    def generate(self, request: LlmRequest) -> Stream[LlmOutput]:
+        """The reply as a stream of outputs (text deltas). Leaving its ``async with`` stops the
+        model before its next token (or drops the request if it has not started)."""
+        return Stream(self.queue, request, 0)
+
+    def _serve(self, jobs: list[Job[LlmRequest]]) -> None:
+        for job in jobs:
+            for output in self.model.stream(job.request, lambda job=job: job.cancelled):  # type: ignore[misc]
+                job.deliver(output)
+
+
+class TtsEngine:
+    def __init__(self, model: Tts) -> None:
+        self.model = model
+        self.queue: RoleQueue[TtsRequest] = RoleQueue("tts", self._serve)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.model.sample_rate
+
+    def synthesize(self, request: TtsRequest) -> Stream[TtsChunk]:
+        """The request's audio as a stream of chunks; a reply's first clause goes before later ones."""
+        return Stream(self.queue, request, 0 if request.first else 1)
+
+    def _serve(self, jobs: list[Job[TtsRequest]]) -> None:
+        for job in jobs:
+            for chunk in self.model.stream(job.request, lambda job=job: job.cancelled):  # type: ignore[misc]
+                job.deliver(chunk)
 
 
 @dataclass
 class Engines:
-    vad: VadModel
-    asr: Asr
-    llm: Llm
-    tts: Tts
-    vad_worker: ModelWorker
-    asr_worker: ModelWorker
-    llm_worker: ModelWorker
-    tts_worker: ModelWorker
+    vad: VadEngine
+    asr: AsrEngine
+    llm: LlmEngine
+    tts: TtsEngine
     load_s: dict[str, float]
+
+    @classmethod
+    def of(
+        cls, vad: VadModel, asr: Asr, llm: Llm, tts: Tts, load_s: dict[str, float] | None = None
+    ) -> Engines:
+        return cls(VadEngine(vad), AsrEngine(asr), LlmEngine(llm), TtsEngine(tts), load_s or {})
 
     @property
     def names(self) -> dict[str, str]:
-        return {"vad": self.vad.name, "asr": self.asr.name, "llm": self.llm.name, "tts": self.tts.name}
+        return {
+            "vad": self.vad.model.name,
+            "asr": self.asr.model.name,
+            "llm": self.llm.model.name,
+            "tts": self.tts.model.name,
+        }
+
+    def queues(self) -> list[RoleQueue[Any]]:
+        return [self.vad.queue, self.asr.queue, self.llm.queue, self.tts.queue]
 
     def close(self) -> None:
-        for w in (self.vad_worker, self.asr_worker, self.llm_worker, self.tts_worker):
-            w.shutdown()
-
-
-def load_vad(settings: Settings, progress: models.ProgressFactory | None = None) -> VadModel:
-    from agent.vad.silero import SileroVad
-
-    return SileroVad(models.prepare(models.CATALOGUE["silero-vad-v6"], progress), settings.webrtcvad_mode)
-
-
-def _embedded(role: str, setting: str, progress: models.ProgressFactory | None) -> tuple[Path, str] | None:
-    """The prepared path and name of the embedded model a setting names, or None for anything else."""
-    entry = models.resolve_name(setting)
-    if entry is None:
-        return None
-    if entry.role != role:
-        raise ConfigError(f"{role}_model {setting!r} is a {entry.role} model")
-    return models.prepare(entry, progress), entry.name
-
-
-def load_asr(settings: Settings, progress: models.ProgressFactory | None = None) -> Asr:
-    from agent.asr.faster_whisper import FasterWhisperAsr
-
-    embedded = _embedded("asr", settings.asr_model, progress)
-    if embedded is not None:
-        source, name = str(embedded[0]), embedded[1]
-    else:
-        source, name = settings.asr_model, Path(settings.asr_model).name  # a folder or a hub name
-    return FasterWhisperAsr(
-        source,
-        name=name,
-        device=settings.asr_device,
-        compute_type=settings.asr_compute_type,
-        threads=settings.asr_threads,
-        beam_size=settings.asr_beam_size,
-        language=settings.asr_language,
-        min_window_s=settings.asr_min_window_s,
-    )
-
-
-def load_llm(settings: Settings, progress: models.ProgressFactory | None = None) -> Llm:
-    from agent.llm.llama_cpp import LlamaCppLlm
-
-    embedded = _embedded("llm", settings.llm_model, progress)
-    if embedded is not None:
-        path, name = embedded
-    else:
-        path = Path(settings.llm_model)
-        if not path.is_file():
-            raise ConfigError(
-                f"llm_model {settings.llm_model!r} is neither an embedded model nor a GGUF file"
-            )
-        name = path.stem
-    return LlamaCppLlm(
-        path,
-        name=name,
-        threads=settings.llm_threads,
-        context_tokens=settings.llm_context_tokens,
-        gpu_layers=settings.llm_gpu_layers,
-        state_cache_mb=settings.llm_state_cache_mb,
-    )
+        for queue in self.queues():
+            queue.close()
 
 
 def load_tts(settings: Settings) -> Tts:
-    from agent.tts.hibari import HibariTts
+    tts: Tts = load_backend("tts", settings.tts_backend, settings, None)
+    return tts
 
-    if settings.tts_voice == "heart":
-        models.prepare(models.CATALOGUE["hibari-heart"])  # verify the bundled model's sha256
-    return HibariTts(settings.tts_voice, speed=settings.tts_speed)
+
+def load_asr(settings: Settings, progress: models.ProgressFactory | None = None) -> Asr:
+    asr: Asr = load_backend("asr", settings.asr_backend, settings, progress)
+    return asr
 
 
 def load(settings: Settings, progress: models.ProgressFactory | None = None, *, warm: bool = True) -> Engines:
@@ -155,35 +262,26 @@ def load(settings: Settings, progress: models.ProgressFactory | None = None, *, 
         log.info("loaded %s in %.2f s", role, load_s[role])
         return out
 
-    vad = timed("vad", lambda: load_vad(settings, progress))
+    vad = timed("vad", lambda: load_backend("vad", settings.vad_backend, settings, progress))
     asr = timed("asr", lambda: load_asr(settings, progress))
-    llm = timed("llm", lambda: load_llm(settings, progress))
+    llm = timed("llm", lambda: load_backend("llm", settings.llm_backend, settings, progress))
     tts = timed("tts", lambda: load_tts(settings))
-    engines = Engines(
-        vad,
-        asr,
-        llm,
-        tts,
-        ModelWorker("vad"),
-        ModelWorker("asr"),
-        ModelWorker("llm"),
-        ModelWorker("tts"),
+    if warm:
+        timed("warmup", lambda: _warm(vad, asr, llm, tts, settings))
+    return Engines(
+        VadEngine(vad),
+        AsrEngine(asr, max_batch=settings.asr_max_batch, batch_window_s=settings.batch_window_s),
+        LlmEngine(llm),
+        TtsEngine(tts),
         load_s,
     )
-    if warm:
-        timed("warmup", lambda: _warm(engines, settings))
-    return engines
 
 
-def _warm(engines: Engines, settings: Settings) -> None:
-    import threading
-
-    from agent.llm.base import GenerationOptions
-
-    engines.vad.stream().process(np.zeros(1024, np.int16))
-    engines.asr.transcribe(np.zeros(16000, np.float32), final=True)
-    engines.tts.synthesize("Hello.")
+def _warm(vad: VadModel, asr: Asr, llm: Llm, tts: Tts, settings: Settings) -> None:
+    vad.stream().process(np.zeros(1024, np.int16))
+    asr.transcribe_batch([AsrRequest(np.zeros(16000, np.float32), AsrPurpose.FINAL)])
+    tts.synthesize("Hello.")
     # Evaluates the system prompt once: its KV state is then reused by every first turn.
-    messages = [{"role": "system", "content": settings.system_prompt}, {"role": "user", "content": "Hi."}]
-    for _ in engines.llm.stream_chat(messages, GenerationOptions(max_tokens=1), threading.Event()):
+    messages = (ChatMessage("system", settings.system_prompt), ChatMessage("user", "Hi."))
+    for _ in llm.stream(LlmRequest(messages, GenerationOptions(max_tokens=1)), lambda: False):
         pass

@@ -1,21 +1,93 @@
-"""The closed set of events a session emits to its client. Frozen dataclasses, each with ``turn_id``.
+"""The session's vocabulary: what goes in (``Input``) and what comes out (``Event``, ``AudioFrame``).
 
-Audio itself does not travel as an event: it goes through the session's AudioOutput (paced playout).
-A transport turns each event into a wire message (streaming/protocol.py); the set is closed, so a
-``match`` over ``Event`` is exhaustive and mypy checks it.
+Both are closed unions of frozen dataclasses, so a ``match`` over them is exhaustive and mypy checks
+it. A transport's codec (streaming/protocols/) maps wire messages to inputs and outputs to wire
+messages; nothing else crosses between a transport and a session.
 
 ``turn_id`` counts user turns from 1; 0 marks session-level events. A reply carries the turn_id of the
-user turn it answers. A client must drop any event whose turn_id is below the newest ``audio.clear``.
+user turn it answers. A client must drop any event whose turn_id is below the newest ``audio.clear``;
+the session itself never emits one (agent/session.py: ``Outbox``, the one stale-turn rule).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+from agent.audio import Pcm
+from agent.config import SessionOptions
+from agent.vad.base import VadFrame
+
+EndReason = Literal["silence", "commit", "max_length"]
+
+
+# -- inputs -----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, eq=False)
+class AudioIn:
+    """User audio at 16 kHz (agent.audio.INPUT_RATE); ``received_at`` is when the transport got it."""
+
+    pcm: Pcm
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CommitIn:
+    """The user's turn is over now (push-to-talk release), after the audio sent before it."""
+
+
+@dataclass(frozen=True, slots=True)
+class TextIn:
+    """A typed user message (answered by the LLM); with ``verbatim`` a line the agent says as it is."""
+
+    text: str
+    verbatim: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CancelIn:
+    """Stop the agent now (a client's interrupt button): the same path as a barge-in."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackIn:
+    """The client has played ``played_s`` seconds of ``turn_id``'s audio (what the user heard)."""
+
+    turn_id: int
+    played_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfIn:
+    """A key the caller pressed: 0-9, *, # or A-D."""
+
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigureIn:
+    """Per-session options (profile, instructions, voice, greeting); a field left None is unchanged."""
+
+    options: SessionOptions
+
+
+Input = AudioIn | CommitIn | TextIn | CancelIn | PlaybackIn | DtmfIn | ConfigureIn
+
+
+# -- outputs ----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, eq=False)
+class AudioFrame:
+    """One frame of agent audio as it leaves for the client, at the transport's rate."""
+
+    turn_id: int
+    pcm: Pcm
+    sample_rate: int
+    pts: int  # samples sent on this output before this frame
 
 
 @dataclass(frozen=True, slots=True)
 class SessionReady:
-    """The session is configured; audio may flow."""
+    """The session is configured (the first ``ConfigureIn`` applied); audio may flow. The transport
+    fills in the sample rates it speaks on the wire."""
 
     turn_id: int
     session_id: str
@@ -39,7 +111,7 @@ class SpeechStopped:
 
     turn_id: int
     audio_s: float
-    reason: str  # "silence" | "commit" | "max_length"
+    reason: EndReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +218,139 @@ Event = (
     | TurnMetrics
     | Error
 )
+Output = Event | AudioFrame
+
+
+# -- turn-taking: its inputs and its actions (inside a session; agent/turn.py) -----------------------
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """The client says the user's turn is over now (push-to-talk release)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptReady:
+    """The ASR pass started at ``SilenceOnset`` for [start, end) is done."""
+
+    turn_id: int
+    start_sample: int
+    end_sample: int
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OverlapHeard:
+    """The transcript of speech over the agent, [start, end)."""
+
+    start_sample: int
+    end_sample: int
+    text: str
+    agent_text: str = ""  # what the agent was saying around then (its own words, heard back = echo)
+
+
+@dataclass(frozen=True, slots=True)
+class TextTurn:
+    """A turn that arrives as text (typed by the user, or a scripted line for the agent to say)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyStarted:
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyEnded:
+    turn_id: int
+
+
+TurnInput = VadFrame | Commit | TranscriptReady | OverlapHeard | TextTurn | ReplyStarted | ReplyEnded
+
+
+@dataclass(frozen=True, slots=True)
+class StartSpeech:
+    turn_id: int
+    start_sample: int
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceOnset:
+    """Speech paused at ``end_sample``: the transcript of [start, end) will not change unless it resumes."""
+
+    turn_id: int
+    start_sample: int
+    end_sample: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResumed:
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Speculate:
+    """Start the reply to [start, end) now, held until its EndOfTurn (or voided by SpeechResumed)."""
+
+    turn_id: int
+    start_sample: int
+    end_sample: int
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfTurn:
+    turn_id: int
+    start_sample: int
+    end_sample: int  # end of the last speech frame
+    reason: EndReason
+
+
+@dataclass(frozen=True, slots=True)
+class StartText:
+    """A text turn got ``turn_id``; the session answers (or says) it."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PauseReply:
+    """Stop sending the reply's audio now, keeping it: the user may only be saying "uh-huh"."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeReply:
+    """Go on with the paused reply from where it stopped."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifyOverlap:
+    """Transcribe [start, end) and feed back OverlapHeard."""
+
+    start_sample: int
+    end_sample: int
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupt:
+    """Stop the reply of ``turn_id`` now: cancel its work and clear its audio down to the client."""
+
+    turn_id: int
+
+
+Action = (
+    StartSpeech
+    | SilenceOnset
+    | SpeechResumed
+    | Speculate
+    | EndOfTurn
+    | StartText
+    | Interrupt
+    | PauseReply
+    | ResumeReply
+    | ClassifyOverlap
+)
+
 
 # The stages of TurnMetrics.timeline_ms, in the order they must happen (each waits for the one before).
 STAGE_ORDER = (

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from agent.audio import AudioChunk, Pcm
 from agent.events import Event
-from streaming.audio import AudioChunk, Pcm
 
 EventSink = Callable[[Event], None]
 

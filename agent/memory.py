@@ -12,13 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.llm.base import ChatMessage, ChatRole
+
 # Tokens the chat template adds around each message (role markers, separators), an upper estimate.
 MESSAGE_OVERHEAD_TOKENS = 5
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    role: str  # "system" | "user" | "assistant"
+    role: ChatRole
     text: str
     interrupted: bool = False
 
@@ -81,7 +83,7 @@ class Memory:
             self._trim()
         return new
 
-    def render(self, pending_user: str | None = None) -> list[dict[str, str]]:
+    def render(self, pending_user: str | None = None) -> tuple[ChatMessage, ...]:
         """Chat messages for the LLM: system prompt + the newest turns that fit the budget. Pure.
 
         ``pending_user``: a user message not (yet) committed, rendered last (a speculative reply)."""
@@ -105,9 +107,7 @@ class Memory:
         # The conversation must start with a user message after the system prompt.
         while kept and kept[0].role != "user":
             kept.pop(0)
-        return [{"role": "system", "content": self.system_prompt}] + [
-            {"role": m.role, "content": m.text} for m in kept
-        ]
+        return (ChatMessage("system", self.system_prompt), *(ChatMessage(m.role, m.text) for m in kept))
 
     def _cost(self, text: str) -> int:
         return self._count(text) + MESSAGE_OVERHEAD_TOKENS

@@ -1,4 +1,4 @@
-"""One agent reply: transcript (or text) -> LLM -> clauses -> TTS -> audio, and what was heard of it.
+"""One agent reply: transcript (or text) -> LLM stream -> clauses -> TTS stream -> audio out.
 
 A reply is either live (its events and audio go out as they are made) or **held**: started
 speculatively while the user is silent but the turn is not over. A held reply writes nothing to the
@@ -6,20 +6,26 @@ client and nothing to memory; ``release()`` sends what it has made so far at onc
 live; cancelling it before release leaves no trace anywhere.
 
 Memory: the user's words are committed when the reply is released (or at once for a live reply); the
-assistant's words when the reply ends: all of them, or up to what the user heard if it was interrupted.
+assistant's words when the reply ends, through its ``Heard`` (agent/heard.py): all of them, or up to
+what the user heard if it was interrupted.
+
+Cancelling the reply's task is the barge-in path: the LLM stream and the TTS stream it is reading
+are left by their ``async with``, which stops each model at its next token or chunk (or drops the
+request if it has not started): a cut reply frees the models at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from agent.asr.base import Transcript
-from agent.chunker import ClauseChunker, SpokenClause, heard_text
+from agent.audio import AudioChunk, float_to_pcm
+from agent.chunker import ClauseChunker
 from agent.config import Settings
 from agent.engines import Engines
 from agent.errors import StageError, VoxloopError
@@ -34,11 +40,11 @@ from agent.events import (
     TranscriptFinal,
     TurnMetrics,
 )
+from agent.heard import Heard
 from agent.io import AudioOutput, EventSink
-from agent.llm.base import GenerationOptions
-from agent.memory import Memory, Message
-from agent.tts.base import pause_after, trim_silence
-from streaming.audio import AudioChunk, float_to_pcm
+from agent.llm.base import GenerationOptions, LlmRequest, TextDelta
+from agent.memory import Memory
+from agent.tts.base import TtsOptions, TtsRequest, pause_after, trim_silence
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +67,7 @@ class Timeline:
 
 @dataclass
 class ReplyContext:
-    """What a reply needs from its session."""
+    """What a reply needs from its session (``voice`` follows the session's options)."""
 
     engines: Engines
     settings: Settings
@@ -69,6 +75,7 @@ class ReplyContext:
     output: AudioOutput
     emit: EventSink
     session_id: str
+    voice: str | None = None
 
 
 class Reply:
@@ -83,18 +90,13 @@ class Reply:
         self._held_events: list[Event] = []
         self._held_audio: list[AudioChunk] = []
         self._user_text: str | None = None  # committed to memory on release
-        self._user_message: Message | None = None
-        self._spoken: list[SpokenClause] = []
-        self._said: list[str] = []
+        self.heard = Heard(ctx.memory)
         self.completed = False
-        # Set when the reply is cut off: what memory holds of it and how much audio had left.
-        self.heard: Message | None = None
-        self.sent_s = 0.0
 
     @property
     def said_text(self) -> str:
         """Everything synthesized so far (what the user hears or is about to)."""
-        return " ".join(self._said)
+        return self.heard.said_text
 
     # -- hold / release ---------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -125,22 +127,15 @@ class Reply:
 
     def _commit_user(self) -> None:
         if self._user_text is not None and not self.held:
-            self._user_message = self.ctx.memory.add_user(self._user_text)
+            self.heard.user_message = self.ctx.memory.add_user(self._user_text)
             self._user_text = None
 
-    def amend_heard(self, played_s: float) -> str:
-        """The client reported, after the cut, that it played ``played_s`` seconds of this reply:
-        memory holds exactly the words up to there (never past what was sent). Returns that text."""
-        text = heard_text(self._spoken, min(played_s, self.sent_s))
-        self.heard = self.ctx.memory.amend(self.heard, text, after=self._user_message)
-        return text
-
     # -- the reply --------------------------------------------------------------------------------
-    async def to_speech(self, transcript_task: asyncio.Future[Transcript]) -> None:
+    async def to_speech(self, transcript_pass: asyncio.Future[Transcript]) -> None:
         """Answer what the ASR pass hears. Errors become error events; cancelling is the barge-in path."""
         try:
             try:
-                transcript = await transcript_task
+                transcript = await transcript_pass
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # a model that fails mid-turn: report it, keep the session
@@ -192,8 +187,7 @@ class Reply:
             sent_s = await output.wait_done(tid)
             # wait_done returns when the last frame left; the listener hears it up to lead_s later.
             await asyncio.sleep(self.ctx.settings.playout_lead_s)
-            full = " ".join(self._said)
-            self.ctx.memory.add_assistant(full)
+            full = self.heard.finished(sent_s)
             self.emit(ResponseAudioDone(tid, round(sent_s, 3)))
             self.emit(ResponseDone(tid, full, interrupted=False))
             started = output.first_sent_at(tid)
@@ -203,75 +197,69 @@ class Reply:
             self.completed = True
         except asyncio.CancelledError:
             if not self.held:
-                self.sent_s = output.sent_s(tid)
-                heard = heard_text(self._spoken, output.played_s(tid))
-                self.heard = self.ctx.memory.add_assistant(heard, interrupted=True)
+                heard = self.heard.interrupted(output.played_s(tid), output.sent_s(tid))
                 self.ctx.emit(ResponseDone(tid, heard, interrupted=True))
             raise
         finally:
             output.forget(tid)
 
     async def _generate(self, clauses: asyncio.Queue[str | None]) -> None:
-        loop = asyncio.get_running_loop()
-        deltas: asyncio.Queue[str | None] = asyncio.Queue()
-        stop = threading.Event()
-        messages = self.ctx.memory.render(pending_user=self._user_text)
         settings = self.ctx.settings
-        options = GenerationOptions(settings.max_reply_tokens, settings.temperature)
-        llm = self.ctx.engines.llm
-
-        def work() -> None:
-            try:
-                for delta in llm.stream_chat(messages, options, stop):
-                    loop.call_soon_threadsafe(deltas.put_nowait, delta)
-            finally:
-                with contextlib.suppress(RuntimeError):  # the loop may be gone at shutdown
-                    loop.call_soon_threadsafe(deltas.put_nowait, None)
-
+        request = LlmRequest(
+            self.ctx.memory.render(pending_user=self._user_text),
+            GenerationOptions(settings.max_reply_tokens, settings.temperature),
+        )
         started = time.perf_counter()
-        future = asyncio.ensure_future(self.ctx.engines.llm_worker.run(work))
         chunker = ClauseChunker()
         try:
-            while (delta := await deltas.get()) is not None:
-                self.timeline.mark("llm_first_token")
-                self.emit(ResponseTextDelta(self.turn_id, delta))
-                for clause in chunker.push(delta):
-                    clauses.put_nowait(clause)
-            try:
-                await future
-            except Exception as e:
-                log.exception("%s: LLM failed", self.ctx.session_id)
-                raise _stage_error("llm", e) from e
+            async with self.ctx.engines.llm.generate(request) as stream:
+                try:
+                    async for output in stream:
+                        match output:
+                            case TextDelta(text=delta):
+                                self.timeline.mark("llm_first_token")
+                                self.emit(ResponseTextDelta(self.turn_id, delta))
+                                for clause in chunker.push(delta):
+                                    clauses.put_nowait(clause)
+                except Exception as e:
+                    log.exception("%s: LLM failed", self.ctx.session_id)
+                    raise _stage_error("llm", e) from e
             self.timeline.durations_ms["llm"] = round((time.perf_counter() - started) * 1000.0, 1)
             for clause in chunker.flush():
                 clauses.put_nowait(clause)
         finally:
-            stop.set()
             clauses.put_nowait(None)
 
     async def _synthesize(self, clauses: asyncio.Queue[str | None]) -> None:
         tts = self.ctx.engines.tts
-        position_s = 0.0
+        options = TtsOptions(self.ctx.settings.tts_speed)
         tts_ms = 0.0
+        first = True
         while (clause := await clauses.get()) is not None:
             self.timeline.mark("first_clause")
             started = time.perf_counter()
-            try:
-                audio = await self.ctx.engines.tts_worker.run(tts.synthesize, clause)
-            except Exception as e:
-                log.exception("%s: TTS failed", self.ctx.session_id)
-                raise _stage_error("tts", e) from e
+            parts = []
+            words = None
+            async with tts.synthesize(TtsRequest(clause, self.ctx.voice, options, first=first)) as stream:
+                try:
+                    async for chunk in stream:
+                        parts.append(chunk.audio)
+                        words = chunk.words if len(parts) == 1 else None  # timings of one-chunk clauses
+                except VoxloopError:
+                    raise
+                except Exception as e:
+                    log.exception("%s: TTS failed", self.ctx.session_id)
+                    raise _stage_error("tts", e) from e
+            first = False
             tts_ms += (time.perf_counter() - started) * 1000.0
             self.timeline.mark("tts_first_audio")
+            audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
             audio = trim_silence(audio, tts.sample_rate, tail_s=pause_after(clause))
             if len(audio) == 0:
                 continue
-            duration_s = len(audio) / tts.sample_rate
-            self._spoken.append(SpokenClause(clause, position_s, position_s + duration_s))
-            self._said.append(clause)
-            if position_s == 0.0:
+            if not self.heard.clauses:
                 self.emit(ResponseAudioStarted(self.turn_id, tts.sample_rate))
-            position_s += duration_s
+            self.heard.spoke(clause, len(audio) / tts.sample_rate, words)
             self.push(AudioChunk(float_to_pcm(audio), tts.sample_rate))
         self.timeline.durations_ms["tts"] = round(tts_ms, 1)
 

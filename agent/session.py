@@ -1,24 +1,25 @@
-"""One conversation: audio in -> VAD -> turn-taking -> ASR -> reply (agent/reply.py) -> audio out.
+"""One conversation: inputs in -> hearing -> turn-taking -> replies -> outputs.
 
 ``Session.run()`` owns every task of the conversation in one TaskGroup: the input task (VAD and
-turn-taking on each input frame, in order with control messages) and the replies. turn.py decides;
-this module executes its actions and runs the models in their worker threads.
+turn-taking on each input, in the order the inputs came) and the replies. Model work is not a task:
+it is a request to a shared engine (agent/engines.py), a future or a stream the session cancels. A
+transport talks to a session through ``push(Input)`` and the outputs it gets (events through
+``emit``, audio through its ``AudioOutput``); nothing else.
 
-The speculative pipeline, as a timeline of one pause:
+turn.py decides; this module executes its actions. The speculative pipeline, as a timeline of a pause:
 - silence begins (``SilenceOnset``): the final ASR pass starts on the speech so far;
 - the transcript is ready (``TranscriptReady``): turn.py sets the endpoint silence from it (short for
   a finished sentence, long for a dangling one) and asks to ``Speculate``: a held reply starts, LLM and
   TTS running while the user is silent, nothing sent, nothing remembered;
 - the endpoint (``EndOfTurn``) releases the held reply: what it has made goes out at once;
 - the user resumes (``SpeechResumed``): the ASR pass and the held reply are dropped without trace.
-Every stage stamps its first output; ``TurnMetrics`` carries the timeline to the client.
+Barge-in is one short path, ``_interrupt``: clear every buffer down to the client, cancel the reply
+and wait for it to end; what the user heard stays in memory (agent/heard.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import functools
 import logging
 import time
@@ -27,73 +28,75 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from agent.asr.base import Transcript
-from agent.config import Settings
-from agent.echo import EchoGate, EchoGatePolicy
+from agent.asr.base import AsrPurpose, Transcript
+from agent.audio import INPUT_RATE, Pcm
+from agent.config import SessionOptions, Settings, TurnPolicy, with_profile
 from agent.engines import Engines
-from agent.errors import LimitError, ProtocolError
-from agent.events import AudioClear, DtmfReceived, Error, SpeechStarted, SpeechStopped, TranscriptPartial
-from agent.io import AudioOutput, EventSink
-from agent.memory import Memory
-from agent.reply import Reply, ReplyContext, Timeline
-from agent.turn import (
-    PROFILES,
-    VAD_RATE,
+from agent.errors import LimitError, VoxloopError
+from agent.events import (
     Action,
+    AudioClear,
+    AudioIn,
+    CancelIn,
     ClassifyOverlap,
     Commit,
+    CommitIn,
+    ConfigureIn,
+    DtmfIn,
+    DtmfReceived,
     EndOfTurn,
+    EndReason,
+    Error,
+    Event,
+    Input,
     Interrupt,
     OverlapHeard,
     PauseReply,
+    PlaybackIn,
     ReplyEnded,
     ReplyStarted,
     ResumeReply,
+    SessionReady,
     SilenceOnset,
     Speculate,
     SpeechResumed,
+    SpeechStarted,
+    SpeechStopped,
     StartSpeech,
     StartText,
+    TextIn,
     TextTurn,
+    TranscriptPartial,
     TranscriptReady,
-    TurnPolicy,
-    TurnTaking,
-    transcript_complete,
-    with_profile,
 )
-from streaming.audio import Pcm, pcm_to_float
+from agent.hearing import Hearing
+from agent.io import AudioOutput, EventSink
+from agent.meaning import transcript_complete
+from agent.memory import Memory
+from agent.reply import Reply, ReplyContext, Timeline
+from agent.turn import TurnTaking, UserState
 
 log = logging.getLogger(__name__)
 
-INPUT_RATE = VAD_RATE  # sessions take 16 kHz int16 input; transports convert
-ASR_TAIL_S = 0.15  # audio after the last speech frame given to ASR (the VAD releases a little early)
 
+class Outbox:
+    """Where a session's events go, with the one stale-turn rule: once the audio of turn N was
+    cleared, no event of a turn before N reaches the client (a client drops them too; the server
+    never sends them). Session-level events (turn 0) always pass."""
 
-class InputBuffer:
-    """The recent input stream, addressable by sample position. Keeps ``keep_samples`` at most."""
+    def __init__(self, emit: EventSink) -> None:
+        self._emit = emit
+        self.cleared_turn = 0
+        self.dropped_stale = 0
 
-    def __init__(self, keep_samples: int) -> None:
-        self._chunks: deque[tuple[int, Pcm]] = deque()
-        self._keep = keep_samples
-        self.end = 0  # samples received so far
-
-    def append(self, pcm: Pcm) -> int:
-        self._chunks.append((self.end, pcm))
-        self.end += len(pcm)
-        while self._chunks and self._chunks[0][0] + len(self._chunks[0][1]) < self.end - self._keep:
-            self._chunks.popleft()
-        return self.end
-
-    def slice(self, start: int, end: int) -> Pcm:
-        start, end = max(start, 0), min(end, self.end)
-        parts = [
-            pcm[max(start - pos, 0) : end - pos]
-            for pos, pcm in self._chunks
-            if pos < end and pos + len(pcm) > start
-        ]
-        return np.concatenate(parts) if parts else np.zeros(0, np.int16)
+    def __call__(self, event: Event) -> None:
+        if 0 < event.turn_id < self.cleared_turn:
+            self.dropped_stale += 1
+            log.debug("dropped a stale %s of turn %d", type(event).__name__, event.turn_id)
+            return
+        if isinstance(event, AudioClear):
+            self.cleared_turn = max(self.cleared_turn, event.turn_id)
+        self._emit(event)
 
 
 @dataclass
@@ -103,7 +106,7 @@ class _Pause:
     turn_id: int
     start: int
     end: int
-    asr: asyncio.Task[Transcript]
+    asr: asyncio.Future[Transcript]
     reply: Reply | None = None
     reply_task: asyncio.Task[None] | None = None
 
@@ -116,6 +119,7 @@ class _Pause:
             self.reply_task.cancel()
 
 
+# What the session's own callbacks put in its inbox, after the inputs they follow.
 @dataclass(frozen=True, slots=True)
 class _OverlapDone:
     start: int
@@ -131,22 +135,17 @@ class _AsrDone:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Text:
-    text: str
-    verbatim: bool
+_InboxItem = Input | _AsrDone | _OverlapDone
 
 
-@dataclass(frozen=True, slots=True)
-class _Cancel:
-    pass
-
-
-_InboxItem = tuple[Pcm, float] | Commit | _Text | _Cancel | _AsrDone | _OverlapDone
+@dataclass
+class _Live:
+    reply: Reply
+    task: asyncio.Task[None]
 
 
 class Session:
-    """A conversation. Feed it with ``push_audio``; run ``run()`` as a task; cancel that task to end it."""
+    """A conversation. Feed it with ``push``; run ``run()`` as a task; cancel that task to end it."""
 
     def __init__(
         self,
@@ -156,14 +155,12 @@ class Session:
         emit: EventSink,
         *,
         session_id: str,
-        system_prompt: str | None = None,
-        profile: str | None = None,
     ) -> None:
         self.engines = engines
         self.settings = settings
         self.session_id = session_id
         self._output = output
-        self._emit = emit
+        self._emit = Outbox(emit)
         self._base_policy = TurnPolicy(
             threshold=settings.vad_threshold,
             release_threshold=settings.vad_release_threshold,
@@ -177,87 +174,66 @@ class Session:
             false_interruption_timeout_s=settings.false_interruption_timeout_s,
             backchannels=frozenset(w.strip().lower() for w in settings.backchannels.split(",") if w.strip()),
         )
-        self.profile = ""
-        self.turns = TurnTaking(self._base_policy)
-        self.set_profile(profile or settings.turn_profile)
+        self.profile = settings.turn_profile
+        self.turns = TurnTaking(with_profile(self._base_policy, self.profile))
         self.memory = Memory(
-            system_prompt or settings.system_prompt, settings.memory_budget_tokens, engines.llm.count_tokens
+            settings.system_prompt, settings.memory_budget_tokens, engines.llm.model.count_tokens
         )
-        self._vad = engines.vad.stream()
-        self.echo: EchoGate | None = None
-        if settings.echo_gate:
-            self.echo = EchoGate(EchoGatePolicy(max_delay_s=settings.echo_max_delay_s))
-            output.set_sent_listener(self._on_sent)
-        keep = int((settings.max_utterance_s + settings.preroll_s + 2.0) * INPUT_RATE)
-        self._input = InputBuffer(keep)
-        self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)
+        self.hearing = Hearing(engines, settings)
+        if self.hearing.echo is not None:
+            output.set_sent_listener(self.hearing.reference)
+        self.configured = False
         # One ordered inbox for audio and control, so "commit" is never processed before the audio
-        # sent ahead of it. Only audio is dropped when it is full (oldest first, counted).
+        # sent ahead of it. Only audio is dropped when it is full (oldest first, counted), and the
+        # bound is in samples, whatever length the transport's frames have.
         self._inbox: deque[_InboxItem] = deque()
-        self._inbox_audio = 0
-        self._inbox_audio_max = max(4, int(settings.input_queue_s / 0.01))
+        self._inbox_samples = 0
+        self._inbox_max_samples = max(INPUT_RATE // 10, int(settings.input_queue_s * INPUT_RATE))
         self._inbox_ready = asyncio.Event()
         self.dropped_input_frames = 0
         self._tasks: asyncio.TaskGroup | None = None
-        self._live: tuple[Reply, asyncio.Task[None]] | None = None  # the reply the user hears
+        self._live: _Live | None = None  # the reply the user hears (or is about to)
         self._cut: Reply | None = None  # the last reply cut off by the user, until the client's word
-        self._reply_context = ReplyContext(engines, settings, self.memory, output, emit, session_id)
+        self._reply_context = ReplyContext(engines, settings, self.memory, output, self._emit, session_id)
         self._pause: _Pause | None = None
-        self._partial_task: asyncio.Task[None] | None = None
-        self._partial_at = 0
-        self._pending_text: dict[int, tuple[str, bool]] = {}  # turn_id -> (text, verbatim)
+        self._pending_text: dict[int, TextIn] = {}
         self.turns_answered = 0
 
     # -- the transport's side ---------------------------------------------------------------------
-    def push_audio(self, pcm16k: Pcm, received_at: float | None = None) -> None:
-        """Queue 16 kHz input. Never blocks: when the queue is full the oldest frame is dropped."""
-        if self._inbox_audio >= self._inbox_audio_max:
-            oldest = next(i for i, item in enumerate(self._inbox) if isinstance(item, tuple))
-            del self._inbox[oldest]
-            self._inbox_audio -= 1
-            self.dropped_input_frames += 1
-        self._inbox_audio += 1
-        self._put((pcm16k, time.monotonic() if received_at is None else received_at))
+    def push(self, item: Input) -> None:
+        """Queue one input, in order. Never blocks: when the audio in the queue exceeds
+        ``input_queue_s``, the oldest audio is dropped (and counted). Raises VoxloopError for an
+        input that cannot be accepted (the session goes on)."""
+        match item:
+            case AudioIn(pcm=pcm):
+                self._inbox_samples += len(pcm)
+                while self._inbox_samples > self._inbox_max_samples:
+                    self._drop_oldest_audio()
+            case TextIn(text=text):
+                if len(text) > self.settings.max_tts_chars:
+                    raise LimitError(
+                        f"text of {len(text)} characters; the limit is {self.settings.max_tts_chars}",
+                        code="text_too_long",
+                    )
+                if not text.strip():
+                    raise LimitError("empty text", code="empty_text")
+                item = TextIn(text.strip(), item.verbatim)
+            case _:
+                pass
+        self._put(item)
 
-    def set_profile(self, name: str) -> None:
-        """Switch the turn-taking profile (conversation, tutoring, phone); applies from the next frame."""
-        if name not in PROFILES:
-            raise ProtocolError(
-                f"unknown profile {name!r}; use one of {', '.join(PROFILES)}", code="unknown_profile"
-            )
-        self.profile = name
-        self.turns.policy = with_profile(self._base_policy, name)
+    @property
+    def inbox_size(self) -> int:
+        """Inputs queued and not yet taken by the input task."""
+        return len(self._inbox)
 
-    def commit(self) -> None:
-        """The user's turn is over now (push-to-talk release), after the audio already pushed."""
-        self._put(Commit())
-
-    def send_text(self, text: str, *, verbatim: bool = False) -> None:
-        """A typed user message (answered by the LLM), or with ``verbatim`` a line the agent says as is."""
-        if len(text) > self.settings.max_tts_chars:
-            raise LimitError(
-                f"text of {len(text)} characters; the limit is {self.settings.max_tts_chars}",
-                code="text_too_long",
-            )
-        if not text.strip():
-            raise LimitError("empty text", code="empty_text")
-        self._put(_Text(text.strip(), verbatim))
-
-    def report_playback(self, turn_id: int, played_s: float) -> None:
-        """The client's playback position in ``turn_id`` (seconds it has played). While the reply
-        plays, it sharpens the estimate of what was heard; after a cut, it corrects memory to it."""
-        self._output.report_played(turn_id, played_s)
-        if self._cut is not None and self._cut.turn_id == turn_id:
-            text = self._cut.amend_heard(played_s)
-            log.debug("%s: turn %d heard up to %.2f s: %r", self.session_id, turn_id, played_s, text)
-
-    def dtmf(self, digit: str) -> None:
-        """A key the caller pressed (telephony): reported to the client as an event, in order."""
-        self._emit(DtmfReceived(self.turns.turn_id, digit))
-
-    def cancel_response(self) -> None:
-        """Stop the agent now (a client-side interrupt button)."""
-        self._put(_Cancel())
+    def _drop_oldest_audio(self) -> None:
+        oldest = next(i for i, item in enumerate(self._inbox) if isinstance(item, AudioIn))
+        dropped = self._inbox[oldest]
+        assert isinstance(dropped, AudioIn)  # noqa: S101 - found by that test just above
+        del self._inbox[oldest]
+        self._inbox_samples -= len(dropped.pcm)
+        self.dropped_input_frames += 1
 
     async def run(self) -> None:
         """Run until cancelled. Cancelling ends every task of the session and awaits them."""
@@ -267,6 +243,8 @@ class Session:
                 tg.create_task(self._input_loop(), name=f"{self.session_id}-input")
         finally:
             self._tasks = None
+            self._drop_pause()
+            self.hearing.close()
 
     # -- input ------------------------------------------------------------------------------------
     def _put(self, item: _InboxItem) -> None:
@@ -280,79 +258,93 @@ class Session:
                 await self._inbox_ready.wait()
                 continue
             item = self._inbox.popleft()
-            match item:
-                case (pcm, received_at):
-                    self._inbox_audio -= 1
-                    await self._on_audio(pcm, received_at)
-                case Commit():
-                    for action in self.turns.feed(item):
-                        await self._act(action)
-                case _Text(text=text, verbatim=verbatim):
-                    for action in self.turns.feed(TextTurn()):
-                        if isinstance(action, StartText):
-                            self._pending_text[action.turn_id] = (text, verbatim)
-                        await self._act(action)
-                case _Cancel():
-                    if self._live is not None:
-                        await self._act(Interrupt(self._live[0].turn_id))
-                case _OverlapDone(start=start, end=end, text=text):
-                    agent_text = self._live[0].said_text if self._live is not None else ""
-                    for action in self.turns.feed(OverlapHeard(start, end, text, agent_text)):
-                        await self._act(action)
-                case _AsrDone(turn_id=tid, start=start, end=end, text=text):
-                    ready = TranscriptReady(tid, start, end, transcript_complete(text))
-                    for action in self.turns.feed(ready):
-                        await self._act(action)
+            try:
+                await self._take(item)
+            except VoxloopError as e:  # an input that cannot be applied: reported, the session goes on
+                self._emit(Error(self.turns.turn_id, e.code, e.message, e.fatal))
 
-    def _on_sent(self, frame: Pcm, sample_rate: int) -> None:
-        """The agent's audio as it leaves: the echo gate's far-end reference."""
-        if self.echo is not None and len(frame):
-            peak = float(np.abs(frame.astype(np.int32)).max()) / 32768.0
-            self.echo.reference(peak, self._input.end, len(frame) * INPUT_RATE // sample_rate)
+    async def _take(self, item: _InboxItem) -> None:
+        match item:
+            case AudioIn(pcm=pcm, received_at=received_at):
+                self._inbox_samples -= len(pcm)
+                await self._on_audio(pcm, received_at)
+            case CommitIn():
+                await self._feed(Commit())
+            case TextIn():
+                for action in self.turns.feed(TextTurn()):
+                    if isinstance(action, StartText):
+                        self._pending_text[action.turn_id] = item
+                    await self._act(action)
+            case CancelIn():
+                if self._live is not None:
+                    await self._act(Interrupt(self._live.reply.turn_id))
+            case PlaybackIn(turn_id=tid, played_s=played_s):
+                self._playback(tid, played_s)
+            case DtmfIn(digit=digit):
+                self._emit(DtmfReceived(self.turns.turn_id, digit))
+            case ConfigureIn(options=options):
+                self._configure(options)
+            case _OverlapDone(start=start, end=end, text=text):
+                agent_text = self._live.reply.said_text if self._live is not None else ""
+                await self._feed(OverlapHeard(start, end, text, agent_text))
+            case _AsrDone(turn_id=tid, start=start, end=end, text=text):
+                await self._feed(TranscriptReady(tid, start, end, transcript_complete(text)))
+
+    def _configure(self, options: SessionOptions) -> None:
+        """Apply per-session options; the first call also readies the session (and its greeting)."""
+        if options.profile is not None:
+            self.profile = options.profile
+            self.turns.policy = with_profile(self._base_policy, options.profile)
+        if options.instructions is not None:
+            self.memory.system_prompt = options.instructions
+        if options.voice is not None:
+            self._reply_context.voice = options.voice
+        if not self.configured:
+            self.configured = True
+            self._emit(SessionReady(0, self.session_id, 0, 0, self.engines.names, self.profile))
+            if options.greeting:
+                self.push(TextIn(options.greeting, verbatim=True))
+
+    def _playback(self, turn_id: int, played_s: float) -> None:
+        """The client's playback position in ``turn_id``. While the reply plays, it sharpens the
+        estimate of what was heard; after a cut, it corrects memory to it. Other turns: stale."""
+        self._output.report_played(turn_id, played_s)
+        if self._cut is not None and self._cut.turn_id == turn_id:
+            text = self._cut.heard.amend(played_s)
+            log.debug("%s: turn %d heard up to %.2f s: %r", self.session_id, turn_id, played_s, text)
+
+    async def _feed(self, item: Commit | OverlapHeard | TranscriptReady) -> None:
+        for action in self.turns.feed(item):
+            await self._act(action)
 
     async def _on_audio(self, pcm: Pcm, received_at: float) -> None:
-        end = self._input.append(pcm)
-        self._arrivals.append((end, received_at))
-        frames = await self.engines.vad_worker.run(self._vad.process, pcm)
-        for frame in frames:
-            if self.echo is not None:
-                start = frame.end_sample - frame.samples
-                window = self._input.slice(start, frame.end_sample)
-                allowed = self.echo.allows(window, start, frame.end_sample)  # learns from every window
-                frame = dataclasses.replace(frame, gate=frame.gate and allowed)
+        for frame in await self.hearing.frames(pcm, received_at):
             for action in self.turns.feed(frame):
                 await self._act(action)
-        self._maybe_partial()
-
-    def _arrival_of(self, sample: int) -> float:
-        """When the server received the input frame holding ``sample``."""
-        for end, t in self._arrivals:
-            if end >= sample:
-                return t
-        return time.monotonic()
+        if self.hearing.partial_due(self.turns.state is UserState.SPEAKING):
+            partial = self.hearing.start_partial(self.turns.speech_start_sample)
+            partial.add_done_callback(functools.partial(self._partial_done, self.turns.turn_id))
 
     async def _act(self, action: Action) -> None:
         log.debug("%s: %s (state %s)", self.session_id, action, self.turns.state.value)
         match action:
             case StartSpeech(turn_id=tid, start_sample=start):
-                self._partial_at = start
+                self.hearing.speech_started(start)
                 self._emit(SpeechStarted(tid, start / INPUT_RATE))
             case Interrupt(turn_id=tid):
                 await self._interrupt(tid)
             case SilenceOnset(turn_id=tid, start_sample=start, end_sample=end):
                 self._drop_pause()
-                task = asyncio.ensure_future(self._transcribe(start, self._input.end, final=True))
-                task.add_done_callback(functools.partial(self._asr_done, tid, start, end))
-                self._pause = _Pause(tid, start, end, task)
+                asr = self.hearing.transcribe(start, self.hearing.end, AsrPurpose.FINAL)
+                asr.add_done_callback(functools.partial(self._asr_done, tid, start, end))
+                self._pause = _Pause(tid, start, end, asr)
             case PauseReply():
                 self._output.pause()
             case ResumeReply():
                 self._output.resume()
             case ClassifyOverlap(start_sample=start, end_sample=end):
-                task = asyncio.ensure_future(
-                    self._transcribe(start, end + int(ASR_TAIL_S * INPUT_RATE), final=False)
-                )
-                task.add_done_callback(functools.partial(self._overlap_done, start, end))
+                overlap = self.hearing.transcribe(start, self.hearing.tail(end), AsrPurpose.OVERLAP)
+                overlap.add_done_callback(functools.partial(self._overlap_done, start, end))
             case Speculate(turn_id=tid, start_sample=start, end_sample=end):
                 self._speculate(tid, start, end)
             case SpeechResumed():
@@ -360,26 +352,38 @@ class Session:
             case EndOfTurn(turn_id=tid, start_sample=start, end_sample=end, reason=reason):
                 self._end_of_turn(tid, start, end, reason)
             case StartText(turn_id=tid):
-                text, verbatim = self._pending_text.pop(tid)
+                text = self._pending_text.pop(tid)
                 reply = Reply(self._reply_context, tid, Timeline(time.monotonic()), held=False)
-                self._go_live(reply, self._spawn(reply.to_text(text, verbatim=verbatim), tid))
+                self._go_live(reply, self._spawn(reply.to_text(text.text, verbatim=text.verbatim), tid))
 
-    def _overlap_done(self, start: int, end: int, task: asyncio.Task[Transcript]) -> None:
-        if not task.cancelled():
-            failed = task.exception() is not None  # no words heard: the timeout resumes the agent
-            if not failed:
-                self._put(_OverlapDone(start, end, task.result().text))
+    # -- model results, back on the loop ---------------------------------------------------------
+    def _overlap_done(self, start: int, end: int, future: asyncio.Future[Transcript]) -> None:
+        # No words heard (or the pass failed): nothing comes back and the timeout resumes the agent.
+        if not future.cancelled() and future.exception() is None:
+            self._put(_OverlapDone(start, end, future.result().text))
 
-    def _asr_done(self, tid: int, start: int, end: int, task: asyncio.Task[Transcript]) -> None:
-        if not task.cancelled() and task.exception() is None:
-            self._put(_AsrDone(tid, start, end, task.result().text))
+    def _asr_done(self, tid: int, start: int, end: int, future: asyncio.Future[Transcript]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._put(_AsrDone(tid, start, end, future.result().text))
 
+    def _partial_done(self, tid: int, future: asyncio.Future[Transcript]) -> None:
+        if future.cancelled():
+            return
+        if (error := future.exception()) is not None:  # best effort: a failing model shows in the final
+            log.warning("%s: partial transcript failed: %r", self.session_id, error)
+            return
+        text = future.result().text
+        if tid == self.turns.turn_id and self.turns.state in (UserState.SPEAKING, UserState.PAUSED) and text:
+            self._emit(TranscriptPartial(tid, text))
+
+    # -- turns ------------------------------------------------------------------------------------
     def _speculate(self, tid: int, start: int, end: int) -> None:
         pause = self._pause
         if not self.settings.speculative_reply or pause is None or not pause.matches(tid, start, end):
             return
         if pause.reply is None and any(c.isalnum() for c in pause.asr.result().text):
-            pause.reply = Reply(self._reply_context, tid, Timeline(self._arrival_of(end)), held=True)
+            timeline = Timeline(self.hearing.arrival_of(end))
+            pause.reply = Reply(self._reply_context, tid, timeline, held=True)
             pause.reply_task = self._spawn(pause.reply.to_speech(pause.asr), tid)
 
     def _drop_pause(self) -> None:
@@ -388,7 +392,7 @@ class Session:
             self._pause.cancel()
             self._pause = None
 
-    def _end_of_turn(self, tid: int, start: int, end: int, reason: str) -> None:
+    def _end_of_turn(self, tid: int, start: int, end: int, reason: EndReason) -> None:
         endpoint_at = time.monotonic()
         self._emit(SpeechStopped(tid, end / INPUT_RATE, reason))
         if reason == "max_length":
@@ -398,8 +402,7 @@ class Session:
                     tid, "utterance_too_long", f"the utterance reached {limit:g} s; answering what was said"
                 )
             )
-        if self._partial_task is not None:
-            self._partial_task.cancel()
+        self.hearing.cancel_partial()
         pause, self._pause = self._pause, None
         if pause is not None and pause.matches(tid, start, end):
             if pause.reply is not None and pause.reply_task is not None:
@@ -407,58 +410,30 @@ class Session:
                 pause.reply.release()
                 self._go_live(pause.reply, pause.reply_task)
                 return
-            transcript_task = pause.asr
+            transcript = pause.asr
         else:
             if pause is not None:
                 pause.cancel()
-            tail = int(ASR_TAIL_S * INPUT_RATE)
-            transcript_task = asyncio.ensure_future(self._transcribe(start, end + tail, final=True))
-        reply = Reply(self._reply_context, tid, Timeline(self._arrival_of(end)), held=False)
+            transcript = self.hearing.transcribe(start, self.hearing.tail(end), AsrPurpose.FINAL)
+        reply = Reply(self._reply_context, tid, Timeline(self.hearing.arrival_of(end)), held=False)
         reply.timeline.mark("endpoint", endpoint_at)
-        self._go_live(reply, self._spawn(reply.to_speech(transcript_task), tid))
-
-    # -- ASR --------------------------------------------------------------------------------------
-    async def _transcribe(self, start: int, end: int, *, final: bool) -> Transcript:
-        preroll = int(self.settings.preroll_s * INPUT_RATE)
-        audio = pcm_to_float(self._input.slice(start - preroll, end))
-        return await self.engines.asr_worker.run(self.engines.asr.transcribe, audio, final=final)
-
-    def _maybe_partial(self) -> None:
-        interval = int(self.settings.partial_interval_s * INPUT_RATE)
-        if (
-            interval <= 0
-            or self.turns.state.value != "speaking"
-            or self._input.end - self._partial_at < interval
-            or (self._partial_task is not None and not self._partial_task.done())
-            or self.engines.asr_worker.pending
-            or self._tasks is None
-        ):
-            return
-        self._partial_at = self._input.end
-        self._partial_task = self._tasks.create_task(self._partial(self.turns.turn_id))
-
-    async def _partial(self, tid: int) -> None:
-        try:
-            transcript = await self._transcribe(self.turns.speech_start_sample, self._input.end, final=False)
-        except Exception as e:  # best effort: a failing model shows up in the final pass, as an error
-            log.warning("%s: partial transcript failed: %r", self.session_id, e)
-            return
-        if tid == self.turns.turn_id and self.turns.state.value in ("speaking", "paused") and transcript.text:
-            self._emit(TranscriptPartial(tid, transcript.text))
+        self._go_live(reply, self._spawn(reply.to_speech(transcript), tid))
 
     # -- replies ----------------------------------------------------------------------------------
     def _spawn(self, coro: Coroutine[Any, Any, None], tid: int) -> asyncio.Task[None]:
         if self._tasks is None:
+            coro.close()
             raise RuntimeError("a session acts only inside run()")
         return self._tasks.create_task(coro, name=f"{self.session_id}-reply-{tid}")
 
     def _go_live(self, reply: Reply, task: asyncio.Task[None]) -> None:
-        """``reply`` is now the one the user hears (or is about to)."""
-        if self._live is not None and not self._live[1].done():
-            self._live[1].cancel()
+        """``reply`` is now the one the user hears (or is about to). A reply still live before it
+        (a text turn over a spoken one) is cut: turn.py already asked to interrupt it."""
+        if self._live is not None and not self._live.task.done():
+            self._live.task.cancel()
         self.turns.feed(ReplyStarted(reply.turn_id))
         task.add_done_callback(functools.partial(self._reply_finished, reply))
-        self._live = (reply, task)
+        self._live = _Live(reply, task)
 
     def _reply_finished(self, reply: Reply, task: asyncio.Task[None]) -> None:
         self.turns.feed(ReplyEnded(reply.turn_id))
@@ -466,13 +441,15 @@ class Session:
             self.turns_answered += 1
 
     async def _interrupt(self, tid: int) -> None:
-        """Barge-in: stop audio now, tell the client to drop its buffer, cancel and await the reply."""
+        """Barge-in: stop the agent's audio now, everywhere it is buffered (the playout queue and
+        the transport's own: a WebRTC track, a phone provider's buffer, the client's player through
+        ``audio.clear``), then cancel the reply and wait until it has ended (its models stop at the
+        next token or chunk; memory keeps what was heard)."""
         self._output.clear()
         self._emit(AudioClear(tid))
-        if self._live is not None and self._live[0].turn_id == tid:
-            reply, task = self._live
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        live = self._live
+        if live is not None and live.reply.turn_id == tid:
+            live.task.cancel()
+            await asyncio.wait([live.task])  # never swallows this task's own cancellation
             self._live = None
-            self._cut = reply
+            self._cut = live.reply

@@ -3,27 +3,80 @@
 Time is the input stream's sample count at 16 kHz (``VAD_RATE``), so a test drives it frame by frame
 and gets the same answer every run. The session executes the actions.
 
-User-side states and what moves them (one row per transition, in ``_on_vad``)::
+Every transition is a row of ``ROWS`` (user state, agent state, cue -> next state, actions); there is
+no default row, an unlisted combination raises ``UnlistedTransition``, and this picture of the table is
+checked against the table itself (``render_table``)::
 
-    LISTENING     speech frame               -> ONSET          (candidate start remembered)
-    ONSET         speech frames >= min_speech -> SPEAKING       StartSpeech (+ Interrupt if agent busy)
-    ONSET         silence frame              -> LISTENING      (noise: forgotten)
-    SPEAKING      silence frame              -> PAUSED         SilenceOnset  (the ASR pass starts)
-    SPEAKING      utterance >= max_utterance -> DRAINING       EndOfTurn(reason="max_length")
-    PAUSED        TranscriptReady (current)  -> PAUSED         Speculate (+ EndOfTurn if past its endpoint)
-    PAUSED        speech frame               -> SPEAKING       SpeechResumed (speculative work is void)
-    PAUSED        silence >= endpoint        -> LISTENING      EndOfTurn(reason="silence")
-  while the agent is speaking (barge-in, decided by classify_overlap):
-    ONSET         speech >= barge_in_min     -> OVERLAP        PauseReply (the agent stops at once)
-    OVERLAP       speech >= barge_in_confirm -> SPEAKING       Interrupt + StartSpeech
-    OVERLAP       silence frame              -> OVERLAP_ENDED  ClassifyOverlap (what was said?)
-    OVERLAP_ENDED speech frame               -> OVERLAP        (goes on)
-    OVERLAP_ENDED OverlapHeard: words        -> PAUSED         Interrupt + StartSpeech + SilenceOnset
-    OVERLAP_ENDED OverlapHeard: backchannel/noise -> LISTENING ResumeReply (the agent goes on)
-    OVERLAP_ENDED silence >= false_interruption_timeout -> LISTENING  ResumeReply
-    SPEAKING/PAUSED  Commit                  -> LISTENING      EndOfTurn(reason="commit")
-    any           TextTurn                   -> (unchanged)    StartText (+ Interrupt if agent busy)
-    DRAINING      silence frame              -> LISTENING      (a forced end waits for the user to stop)
+    state         agent    cue             next                     actions
+    LISTENING     IDLE     speech          ONSET|SPEAKING           StartSpeech once >= min_speech
+    LISTENING     SPEAKING speech          ONSET|OVERLAP            PauseReply once >= barge_in_min
+    LISTENING     any      silence         LISTENING                -
+    ONSET         IDLE     speech          ONSET|SPEAKING           StartSpeech once >= min_speech
+    ONSET         SPEAKING speech          ONSET|OVERLAP            PauseReply once >= barge_in_min
+    ONSET         any      silence         LISTENING                - (noise: forgotten)
+    SPEAKING      any      speech          SPEAKING|DRAINING        EndOfTurn(max_length) at max_utterance
+    SPEAKING      any      silence         PAUSED                   SilenceOnset (the final ASR pass starts)
+    PAUSED        any      speech          SPEAKING                 SpeechResumed (speculative work is void)
+    PAUSED        any      silence         PAUSED|LISTENING         EndOfTurn(silence) at the endpoint
+    DRAINING      any      speech          DRAINING                 - (a forced end waits for silence)
+    DRAINING      any      silence         LISTENING                -
+    OVERLAP       any      speech          OVERLAP|SPEAKING         Interrupt, StartSpeech at barge_in_confirm
+    OVERLAP       any      silence         OVERLAP_ENDED            ClassifyOverlap (what was said?)
+    OVERLAP_ENDED any      speech          OVERLAP                  - (goes on)
+    OVERLAP_ENDED any      silence         OVERLAP_ENDED|LISTENING  ResumeReply at false_interruption_timeout
+    LISTENING     any      Commit          LISTENING                - (no turn to end)
+    ONSET         any      Commit          ONSET                    - (no turn to end)
+    SPEAKING      any      Commit          LISTENING                EndOfTurn(commit)
+    PAUSED        any      Commit          LISTENING                EndOfTurn(commit)
+    DRAINING      any      Commit          DRAINING                 - (the turn already ended)
+    OVERLAP       any      Commit          OVERLAP                  - (not a turn yet)
+    OVERLAP_ENDED any      Commit          OVERLAP_ENDED            - (not a turn yet)
+    PAUSED        any      TranscriptReady PAUSED|LISTENING         Speculate (+ EndOfTurn past the endpoint)
+    LISTENING     any      TranscriptReady LISTENING                - (stale: the turn ended)
+    ONSET         any      TranscriptReady ONSET                    - (stale: the turn ended)
+    SPEAKING      any      TranscriptReady SPEAKING                 - (stale: the user went on)
+    DRAINING      any      TranscriptReady DRAINING                 - (stale: the turn ended)
+    OVERLAP       any      TranscriptReady OVERLAP                  - (stale: the turn ended)
+    OVERLAP_ENDED any      TranscriptReady OVERLAP_ENDED            - (stale: the turn ended)
+    OVERLAP_ENDED any      OverlapHeard    PAUSED|LISTENING         words: Interrupt (else ResumeReply)
+    LISTENING     any      OverlapHeard    LISTENING                - (stale: already decided)
+    ONSET         any      OverlapHeard    ONSET                    - (stale: already decided)
+    SPEAKING      any      OverlapHeard    SPEAKING                 - (stale: already decided)
+    PAUSED        any      OverlapHeard    PAUSED                   - (stale: already decided)
+    DRAINING      any      OverlapHeard    DRAINING                 - (stale: already decided)
+    OVERLAP       any      OverlapHeard    OVERLAP                  - (stale: the user went on)
+    LISTENING     IDLE     TextTurn        LISTENING                StartText
+    ONSET         IDLE     TextTurn        ONSET                    StartText
+    SPEAKING      IDLE     TextTurn        SPEAKING                 StartText
+    PAUSED        IDLE     TextTurn        PAUSED                   StartText
+    DRAINING      IDLE     TextTurn        DRAINING                 StartText
+    OVERLAP       IDLE     TextTurn        OVERLAP                  StartText
+    OVERLAP_ENDED IDLE     TextTurn        OVERLAP_ENDED            StartText
+    LISTENING     SPEAKING TextTurn        LISTENING                Interrupt + StartText
+    ONSET         SPEAKING TextTurn        ONSET                    Interrupt + StartText
+    SPEAKING      SPEAKING TextTurn        SPEAKING                 Interrupt + StartText
+    PAUSED        SPEAKING TextTurn        PAUSED                   Interrupt + StartText
+    DRAINING      SPEAKING TextTurn        DRAINING                 Interrupt + StartText
+    OVERLAP       SPEAKING TextTurn        OVERLAP                  Interrupt + StartText
+    OVERLAP_ENDED SPEAKING TextTurn        OVERLAP_ENDED            Interrupt + StartText
+    LISTENING     any      ReplyStarted    LISTENING                agent SPEAKING (the newest turn's reply)
+    ONSET         any      ReplyStarted    ONSET                    agent SPEAKING (the newest turn's reply)
+    SPEAKING      any      ReplyStarted    SPEAKING                 agent SPEAKING (the newest turn's reply)
+    PAUSED        any      ReplyStarted    PAUSED                   agent SPEAKING (the newest turn's reply)
+    DRAINING      any      ReplyStarted    DRAINING                 agent SPEAKING (the newest turn's reply)
+    OVERLAP       any      ReplyStarted    OVERLAP                  agent SPEAKING (the newest turn's reply)
+    OVERLAP_ENDED any      ReplyStarted    OVERLAP_ENDED            agent SPEAKING (the newest turn's reply)
+    LISTENING     any      ReplyEnded      LISTENING                agent IDLE (if it was that reply)
+    ONSET         any      ReplyEnded      ONSET                    agent IDLE (if it was that reply)
+    SPEAKING      any      ReplyEnded      SPEAKING                 agent IDLE (if it was that reply)
+    PAUSED        any      ReplyEnded      PAUSED                   agent IDLE (if it was that reply)
+    DRAINING      any      ReplyEnded      DRAINING                 agent IDLE (if it was that reply)
+    OVERLAP       any      ReplyEnded      OVERLAP                  agent IDLE (if it was that reply)
+    OVERLAP_ENDED any      ReplyEnded      OVERLAP_ENDED            agent IDLE (if it was that reply)
+
+A VAD frame is speech above ``threshold`` (and the webrtcvad gate) to start, above ``release_threshold``
+to go on. While the agent speaks, speech over it pauses the agent at once; ``classify_overlap`` decides
+from what was said whether it was an interruption, a backchannel, echo or noise.
 
 The endpoint is adaptive. Until the transcript of the pause is known it is ``endpoint_silence_s``; once
 it is known, ``endpoint_complete_s`` when the transcript reads as a finished sentence, else
@@ -39,14 +92,38 @@ while one is in progress also yields ``Interrupt`` for that reply's turn (barge-
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-VAD_RATE = 16_000
-VAD_WINDOW = 512  # Silero's window at 16 kHz: 32 ms
+from agent.audio import INPUT_RATE
+from agent.config import TurnPolicy
+from agent.events import (
+    Action,
+    ClassifyOverlap,
+    Commit,
+    EndOfTurn,
+    EndReason,
+    Interrupt,
+    OverlapHeard,
+    PauseReply,
+    ReplyEnded,
+    ReplyStarted,
+    ResumeReply,
+    SilenceOnset,
+    Speculate,
+    SpeechResumed,
+    StartSpeech,
+    StartText,
+    TextTurn,
+    TranscriptReady,
+    TurnInput,
+)
+from agent.meaning import classify_overlap
+from agent.vad.base import VadFrame
+
+VAD_RATE = INPUT_RATE
 
 
 class UserState(enum.Enum):
@@ -59,199 +136,165 @@ class UserState(enum.Enum):
     OVERLAP_ENDED = "overlap_ended"  # stopped speaking over the agent; waiting for what was said
 
 
-@dataclass(frozen=True, slots=True)
-class TurnPolicy:
-    """Thresholds, in the units the machine counts (probability, seconds)."""
-
-    threshold: float = 0.5
-    release_threshold: float = 0.35
-    min_speech_s: float = 0.12
-    endpoint_silence_s: float = 0.7  # while the pause's transcript is not known yet
-    endpoint_complete_s: float = 0.5  # the transcript is a finished sentence
-    endpoint_incomplete_s: float = 1.0  # the transcript dangles
-    max_utterance_s: float = 30.0
-    barge_in_min_speech_s: float = 0.1  # speech over the agent this long pauses it
-    barge_in_confirm_s: float = 0.7  # ... this long is an interruption whatever was said
-    false_interruption_timeout_s: float = 1.0  # no words this long after the overlap: the agent resumes
-    max_backchannel_s: float = 1.2  # a backchannel is shorter than this
-    backchannels: frozenset[str] = frozenset(
-        {"uh-huh", "uh huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "yeah", "yes", "yep", "right", "okay",
-         "ok", "sure", "i see", "got it", "uh", "um", "ah", "oh", "wow", "cool", "nice", "alright", "true"}
-    )  # fmt: skip
+class AgentState(enum.Enum):
+    IDLE = "idle"
+    SPEAKING = "speaking"  # a reply is in progress (ReplyStarted seen, ReplyEnded not yet)
 
 
-# Named turn-taking profiles: what each changes from the configured policy. "conversation" is the
-# policy as configured; "tutoring" lets a learner think aloud (long pauses are not the end of a turn,
-# and the tutor is not stopped by a short remark); "phone" expects line noise and echo (harder to
-# interrupt, more patient with pauses) and is the telephony default.
-PROFILES: dict[str, dict[str, float]] = {
-    "conversation": {},
-    "tutoring": {
-        "endpoint_silence_s": 1.6,
-        "endpoint_complete_s": 1.2,
-        "endpoint_incomplete_s": 2.5,
-        "barge_in_min_speech_s": 0.15,
-        "barge_in_confirm_s": 1.0,
-        "false_interruption_timeout_s": 1.2,
-    },
-    "phone": {
-        "threshold": 0.6,
-        "endpoint_silence_s": 0.8,
-        "endpoint_complete_s": 0.6,
-        "endpoint_incomplete_s": 1.2,
-        "barge_in_min_speech_s": 0.2,
-        "barge_in_confirm_s": 0.9,
-        "false_interruption_timeout_s": 1.2,
-    },
-}
+class Cue(enum.Enum):
+    """What an input is, as the table sees it (a VAD frame is speech or silence by the state's
+    threshold: the release threshold while speaking, the onset threshold and the gate otherwise)."""
+
+    SPEECH = "speech"
+    SILENCE = "silence"
+    COMMIT = "Commit"
+    TRANSCRIPT = "TranscriptReady"
+    OVERLAP_HEARD = "OverlapHeard"
+    TEXT = "TextTurn"
+    REPLY_STARTED = "ReplyStarted"
+    REPLY_ENDED = "ReplyEnded"
 
 
-def with_profile(policy: TurnPolicy, profile: str) -> TurnPolicy:
-    """``policy`` with the named profile's changes applied."""
-    changes: dict[str, Any] = PROFILES[profile]
-    return dataclasses.replace(policy, **changes)
-
-
-# -- inputs -----------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class VadFrame:
-    """One VAD window ending at input sample ``end_sample`` (16 kHz)."""
-
-    end_sample: int
-    probability: float
-    gate: bool = True  # the cheap gate's vote (webrtcvad); onset needs it, continuation does not
-    samples: int = VAD_WINDOW
+class UnlistedTransition(LookupError):
+    """An input in a (user state, agent state) the table has no row for: a bug in the table."""
 
 
 @dataclass(frozen=True, slots=True)
-class Commit:
-    """The client says the user's turn is over now (push-to-talk release)."""
+class Row:
+    """One row of the table: in this user state, with the agent in one of ``agents``, on this cue,
+    the machine moves as ``goes_to`` says, doing ``does``, by calling ``handler``."""
+
+    state: UserState
+    agents: tuple[AgentState, ...]
+    cue: Cue
+    goes_to: str
+    does: str
+    handler: str
 
 
-@dataclass(frozen=True, slots=True)
-class TranscriptReady:
-    """The ASR pass started at ``SilenceOnset`` for [start, end) is done."""
+_U, _A, _C = UserState, AgentState, Cue
+_IDLE, _SPEAKING, _ANY = (_A.IDLE,), (_A.SPEAKING,), (_A.IDLE, _A.SPEAKING)
 
-    turn_id: int
-    start_sample: int
-    end_sample: int
-    complete: bool
-
-
-@dataclass(frozen=True, slots=True)
-class OverlapHeard:
-    """The transcript of speech over the agent, [start, end)."""
-
-    start_sample: int
-    end_sample: int
-    text: str
-    agent_text: str = ""  # what the agent was saying around then (its own words, heard back = echo)
-
-
-@dataclass(frozen=True, slots=True)
-class TextTurn:
-    """A turn that arrives as text (typed by the user, or a scripted line for the agent to say)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyStarted:
-    turn_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyEnded:
-    turn_id: int
-
-
-TurnInput = VadFrame | Commit | TranscriptReady | OverlapHeard | TextTurn | ReplyStarted | ReplyEnded
-
-
-# -- actions ----------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class StartSpeech:
-    turn_id: int
-    start_sample: int
-
-
-@dataclass(frozen=True, slots=True)
-class SilenceOnset:
-    """Speech paused at ``end_sample``: the transcript of [start, end) will not change unless it resumes."""
-
-    turn_id: int
-    start_sample: int
-    end_sample: int
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechResumed:
-    turn_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Speculate:
-    """Start the reply to [start, end) now, held until its EndOfTurn (or voided by SpeechResumed)."""
-
-    turn_id: int
-    start_sample: int
-    end_sample: int
-
-
-@dataclass(frozen=True, slots=True)
-class EndOfTurn:
-    turn_id: int
-    start_sample: int
-    end_sample: int  # end of the last speech frame
-    reason: str  # "silence" | "commit" | "max_length"
-
-
-@dataclass(frozen=True, slots=True)
-class StartText:
-    """A text turn got ``turn_id``; the session answers (or says) it."""
-
-    turn_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class PauseReply:
-    """Stop sending the reply's audio now, keeping it: the user may only be saying "uh-huh"."""
-
-    turn_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeReply:
-    """Go on with the paused reply from where it stopped."""
-
-    turn_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class ClassifyOverlap:
-    """Transcribe [start, end) and feed back OverlapHeard."""
-
-    start_sample: int
-    end_sample: int
-
-
-@dataclass(frozen=True, slots=True)
-class Interrupt:
-    """Stop the reply of ``turn_id`` now: cancel its work and clear its audio down to the client."""
-
-    turn_id: int
-
-
-Action = (
-    StartSpeech
-    | SilenceOnset
-    | SpeechResumed
-    | Speculate
-    | EndOfTurn
-    | StartText
-    | Interrupt
-    | PauseReply
-    | ResumeReply
-    | ClassifyOverlap
+# Every transition, in one place: one row per user state; there is no default row, and
+# tests/unit/test_turn.py checks that every (state, agent state, cue) has exactly one.
+ROWS: tuple[Row, ...] = (
+    # fmt: off
+    Row(_U.LISTENING, _IDLE, _C.SPEECH, "ONSET|SPEAKING", "StartSpeech once >= min_speech", "_onset"),
+    Row(_U.LISTENING, _SPEAKING, _C.SPEECH, "ONSET|OVERLAP", "PauseReply once >= barge_in_min", "_onset"),
+    Row(_U.LISTENING, _ANY, _C.SILENCE, "LISTENING", "-", "_nothing"),
+    Row(_U.ONSET, _IDLE, _C.SPEECH, "ONSET|SPEAKING", "StartSpeech once >= min_speech", "_onset_more"),
+    Row(_U.ONSET, _SPEAKING, _C.SPEECH, "ONSET|OVERLAP", "PauseReply once >= barge_in_min", "_onset_more"),
+    Row(_U.ONSET, _ANY, _C.SILENCE, "LISTENING", "- (noise: forgotten)", "_noise"),
+    Row(
+        _U.SPEAKING,
+        _ANY,
+        _C.SPEECH,
+        "SPEAKING|DRAINING",
+        "EndOfTurn(max_length) at max_utterance",
+        "_speech_on",
+    ),
+    Row(
+        _U.SPEAKING, _ANY, _C.SILENCE, "PAUSED", "SilenceOnset (the final ASR pass starts)", "_silence_onset"
+    ),
+    Row(_U.PAUSED, _ANY, _C.SPEECH, "SPEAKING", "SpeechResumed (speculative work is void)", "_resumed"),
+    Row(
+        _U.PAUSED,
+        _ANY,
+        _C.SILENCE,
+        "PAUSED|LISTENING",
+        "EndOfTurn(silence) at the endpoint",
+        "_pause_goes_on",
+    ),
+    Row(_U.DRAINING, _ANY, _C.SPEECH, "DRAINING", "- (a forced end waits for silence)", "_nothing"),
+    Row(_U.DRAINING, _ANY, _C.SILENCE, "LISTENING", "-", "_drained"),
+    Row(
+        _U.OVERLAP,
+        _ANY,
+        _C.SPEECH,
+        "OVERLAP|SPEAKING",
+        "Interrupt, StartSpeech at barge_in_confirm",
+        "_overlap_on",
+    ),
+    Row(_U.OVERLAP, _ANY, _C.SILENCE, "OVERLAP_ENDED", "ClassifyOverlap (what was said?)", "_overlap_ended"),
+    Row(_U.OVERLAP_ENDED, _ANY, _C.SPEECH, "OVERLAP", "- (goes on)", "_overlap_resumed"),
+    Row(
+        _U.OVERLAP_ENDED,
+        _ANY,
+        _C.SILENCE,
+        "OVERLAP_ENDED|LISTENING",
+        "ResumeReply at false_interruption_timeout",
+        "_overlap_waits",
+    ),
+    Row(_U.LISTENING, _ANY, _C.COMMIT, "LISTENING", "- (no turn to end)", "_nothing"),
+    Row(_U.ONSET, _ANY, _C.COMMIT, "ONSET", "- (no turn to end)", "_nothing"),
+    Row(_U.SPEAKING, _ANY, _C.COMMIT, "LISTENING", "EndOfTurn(commit)", "_commit"),
+    Row(_U.PAUSED, _ANY, _C.COMMIT, "LISTENING", "EndOfTurn(commit)", "_commit"),
+    Row(_U.DRAINING, _ANY, _C.COMMIT, "DRAINING", "- (the turn already ended)", "_nothing"),
+    Row(_U.OVERLAP, _ANY, _C.COMMIT, "OVERLAP", "- (not a turn yet)", "_nothing"),
+    Row(_U.OVERLAP_ENDED, _ANY, _C.COMMIT, "OVERLAP_ENDED", "- (not a turn yet)", "_nothing"),
+    Row(
+        _U.PAUSED,
+        _ANY,
+        _C.TRANSCRIPT,
+        "PAUSED|LISTENING",
+        "Speculate (+ EndOfTurn past the endpoint)",
+        "_transcript",
+    ),
+    Row(_U.LISTENING, _ANY, _C.TRANSCRIPT, "LISTENING", "- (stale: the turn ended)", "_nothing"),
+    Row(_U.ONSET, _ANY, _C.TRANSCRIPT, "ONSET", "- (stale: the turn ended)", "_nothing"),
+    Row(_U.SPEAKING, _ANY, _C.TRANSCRIPT, "SPEAKING", "- (stale: the user went on)", "_nothing"),
+    Row(_U.DRAINING, _ANY, _C.TRANSCRIPT, "DRAINING", "- (stale: the turn ended)", "_nothing"),
+    Row(_U.OVERLAP, _ANY, _C.TRANSCRIPT, "OVERLAP", "- (stale: the turn ended)", "_nothing"),
+    Row(_U.OVERLAP_ENDED, _ANY, _C.TRANSCRIPT, "OVERLAP_ENDED", "- (stale: the turn ended)", "_nothing"),
+    Row(
+        _U.OVERLAP_ENDED,
+        _ANY,
+        _C.OVERLAP_HEARD,
+        "PAUSED|LISTENING",
+        "words: Interrupt (else ResumeReply)",
+        "_overlap_heard",
+    ),
+    Row(_U.LISTENING, _ANY, _C.OVERLAP_HEARD, "LISTENING", "- (stale: already decided)", "_nothing"),
+    Row(_U.ONSET, _ANY, _C.OVERLAP_HEARD, "ONSET", "- (stale: already decided)", "_nothing"),
+    Row(_U.SPEAKING, _ANY, _C.OVERLAP_HEARD, "SPEAKING", "- (stale: already decided)", "_nothing"),
+    Row(_U.PAUSED, _ANY, _C.OVERLAP_HEARD, "PAUSED", "- (stale: already decided)", "_nothing"),
+    Row(_U.DRAINING, _ANY, _C.OVERLAP_HEARD, "DRAINING", "- (stale: already decided)", "_nothing"),
+    Row(_U.OVERLAP, _ANY, _C.OVERLAP_HEARD, "OVERLAP", "- (stale: the user went on)", "_nothing"),
+    *(Row(u, _IDLE, _C.TEXT, u.name, "StartText", "_text") for u in UserState),
+    *(Row(u, _SPEAKING, _C.TEXT, u.name, "Interrupt + StartText", "_text") for u in UserState),
+    *(
+        Row(u, _ANY, _C.REPLY_STARTED, u.name, "agent SPEAKING (the newest turn's reply)", "_reply_started")
+        for u in UserState
+    ),
+    *(
+        Row(u, _ANY, _C.REPLY_ENDED, u.name, "agent IDLE (if it was that reply)", "_reply_ended")
+        for u in UserState
+    ),
+    # fmt: on
 )
+
+
+def _index(rows: tuple[Row, ...]) -> dict[tuple[UserState, AgentState, Cue], Row]:
+    table: dict[tuple[UserState, AgentState, Cue], Row] = {}
+    for row in rows:
+        for agent in row.agents:
+            key = (row.state, agent, row.cue)
+            if key in table:
+                raise ValueError(f"two rows for {key}")
+            table[key] = row
+    return table
+
+
+TABLE = _index(ROWS)
+
+
+def render_table() -> str:
+    """The table as the module docstring shows it (a test keeps the two equal)."""
+    lines = [f"    {'state':<14}{'agent':<9}{'cue':<16}{'next':<25}actions"]
+    for row in ROWS:
+        agents = "any" if row.agents == _ANY else row.agents[0].name
+        lines.append(f"    {row.state.name:<14}{agents:<9}{row.cue.value:<16}{row.goes_to:<25}{row.does}")
+    return "\n".join(lines)
 
 
 class TurnTaking:
@@ -277,101 +320,128 @@ class TurnTaking:
     def speech_end_sample(self) -> int:
         return self._speech_end
 
+    @property
+    def agent(self) -> AgentState:
+        return AgentState.IDLE if self.reply_turn is None else AgentState.SPEAKING
+
     def feed(self, item: TurnInput) -> list[Action]:
+        """One input -> the actions it calls for, by the table's row for (state, agent, cue)."""
+        key = (self.state, self.agent, self._cue(item))
+        row = TABLE.get(key)
+        if row is None:
+            raise UnlistedTransition(f"no row for {key[0].name}, agent {key[1].name}, {key[2].value}")
+        handler: Callable[[Any], list[Action]] = getattr(self, row.handler)
+        return handler(item)
+
+    def _cue(self, item: TurnInput) -> Cue:
         match item:
             case VadFrame():
-                return self._on_vad(item)
+                return Cue.SPEECH if self._is_speech(item) else Cue.SILENCE
             case Commit():
-                if self.state in (UserState.SPEAKING, UserState.PAUSED):
-                    return [self._end("commit", UserState.LISTENING)]
-                return []
+                return Cue.COMMIT
             case TranscriptReady():
-                return self._on_transcript(item)
+                return Cue.TRANSCRIPT
             case OverlapHeard():
-                return self._on_overlap_heard(item)
+                return Cue.OVERLAP_HEARD
             case TextTurn():
-                self.turn_id += 1
-                return [*self._interrupt_reply(), StartText(self.turn_id)]
-            case ReplyStarted(turn_id=tid):
-                if tid == self.turn_id:
-                    self.reply_turn = tid
-                return []
-            case ReplyEnded(turn_id=tid):
-                if self.reply_turn == tid:
-                    self.reply_turn = None
-                return []
+                return Cue.TEXT
+            case ReplyStarted():
+                return Cue.REPLY_STARTED
+            case ReplyEnded():
+                return Cue.REPLY_ENDED
 
-    # -- internals ----------------------------------------------------------------------------------
     def _is_speech(self, frame: VadFrame) -> bool:
         if self.state in (UserState.SPEAKING, UserState.DRAINING):
             return frame.probability >= self.policy.release_threshold
         return frame.probability >= self.policy.threshold and frame.gate
 
-    def _on_vad(self, frame: VadFrame) -> list[Action]:
-        speech = self._is_speech(frame)
-        start_of_frame = frame.end_sample - frame.samples
-        p = self.policy
-        match self.state, speech:
-            case UserState.LISTENING, True:
-                self.state = UserState.ONSET
-                self._onset_start = start_of_frame
-                self._onset_samples = frame.samples
-                return self._maybe_start(frame)
-            case UserState.ONSET, True:
-                self._onset_samples += frame.samples
-                return self._maybe_start(frame)
-            case UserState.ONSET, False:
-                self.state = UserState.LISTENING
-                return []
-            case UserState.SPEAKING, True:
-                self._speech_end = frame.end_sample
-                if frame.end_sample - self._speech_start >= p.max_utterance_s * VAD_RATE:
-                    return [self._end("max_length", UserState.DRAINING)]
-                return []
-            case UserState.SPEAKING, False:
-                self.state = UserState.PAUSED
-                self._silence_samples = frame.samples
-                self._endpoint_s = p.endpoint_silence_s
-                return [SilenceOnset(self.turn_id, self._speech_start, self._speech_end)]
-            case UserState.PAUSED, True:
-                self.state = UserState.SPEAKING
-                self._speech_end = frame.end_sample
-                return [SpeechResumed(self.turn_id)]
-            case UserState.PAUSED, False:
-                self._silence_samples += frame.samples
-                if self._silence_samples >= self._endpoint_s * VAD_RATE:
-                    return [self._end("silence", UserState.LISTENING)]
-                return []
-            case UserState.DRAINING, False:
-                self.state = UserState.LISTENING
-                return []
-            case UserState.OVERLAP, True:
-                self._speech_end = frame.end_sample
-                if frame.end_sample - self._onset_start >= p.barge_in_confirm_s * VAD_RATE:
-                    return self._confirm_interruption(frame.end_sample)
-                return []
-            case UserState.OVERLAP, False:
-                self.state = UserState.OVERLAP_ENDED
-                self._silence_samples = frame.samples
-                return [ClassifyOverlap(self._onset_start, self._speech_end)]
-            case UserState.OVERLAP_ENDED, True:
-                self.state = UserState.OVERLAP
-                self._speech_end = frame.end_sample
-                return []
-            case UserState.OVERLAP_ENDED, False:
-                self._silence_samples += frame.samples
-                if self._silence_samples >= p.false_interruption_timeout_s * VAD_RATE:
-                    return self._resume_reply()
-                return []
-            case _:
-                return []
+    # -- the handlers the table names -------------------------------------------------------------
+    def _nothing(self, _: TurnInput) -> list[Action]:
+        return []
+
+    def _onset(self, frame: VadFrame) -> list[Action]:
+        self.state = UserState.ONSET
+        self._onset_start = frame.end_sample - frame.samples
+        self._onset_samples = frame.samples
+        return self._maybe_start(frame)
+
+    def _onset_more(self, frame: VadFrame) -> list[Action]:
+        self._onset_samples += frame.samples
+        return self._maybe_start(frame)
+
+    def _noise(self, _: VadFrame) -> list[Action]:
+        self.state = UserState.LISTENING
+        return []
+
+    def _speech_on(self, frame: VadFrame) -> list[Action]:
+        self._speech_end = frame.end_sample
+        if frame.end_sample - self._speech_start >= self.policy.max_utterance_s * VAD_RATE:
+            return [self._end("max_length", UserState.DRAINING)]
+        return []
+
+    def _silence_onset(self, frame: VadFrame) -> list[Action]:
+        self.state = UserState.PAUSED
+        self._silence_samples = frame.samples
+        self._endpoint_s = self.policy.endpoint_silence_s
+        return [SilenceOnset(self.turn_id, self._speech_start, self._speech_end)]
+
+    def _resumed(self, frame: VadFrame) -> list[Action]:
+        self.state = UserState.SPEAKING
+        self._speech_end = frame.end_sample
+        return [SpeechResumed(self.turn_id)]
+
+    def _pause_goes_on(self, frame: VadFrame) -> list[Action]:
+        self._silence_samples += frame.samples
+        if self._silence_samples >= self._endpoint_s * VAD_RATE:
+            return [self._end("silence", UserState.LISTENING)]
+        return []
+
+    def _drained(self, _: VadFrame) -> list[Action]:
+        self.state = UserState.LISTENING
+        return []
+
+    def _overlap_on(self, frame: VadFrame) -> list[Action]:
+        self._speech_end = frame.end_sample
+        if frame.end_sample - self._onset_start >= self.policy.barge_in_confirm_s * VAD_RATE:
+            return self._confirm_interruption(frame.end_sample)
+        return []
+
+    def _overlap_ended(self, frame: VadFrame) -> list[Action]:
+        self.state = UserState.OVERLAP_ENDED
+        self._silence_samples = frame.samples
+        return [ClassifyOverlap(self._onset_start, self._speech_end)]
+
+    def _overlap_resumed(self, frame: VadFrame) -> list[Action]:
+        self.state = UserState.OVERLAP
+        self._speech_end = frame.end_sample
+        return []
+
+    def _overlap_waits(self, frame: VadFrame) -> list[Action]:
+        self._silence_samples += frame.samples
+        if self._silence_samples >= self.policy.false_interruption_timeout_s * VAD_RATE:
+            return self._resume_reply()
+        return []
+
+    def _commit(self, _: Commit) -> list[Action]:
+        return [self._end("commit", UserState.LISTENING)]
+
+    def _text(self, _: TextTurn) -> list[Action]:
+        self.turn_id += 1
+        return [*self._interrupt_reply(), StartText(self.turn_id)]
+
+    def _reply_started(self, started: ReplyStarted) -> list[Action]:
+        if started.turn_id == self.turn_id:
+            self.reply_turn = started.turn_id
+        return []
+
+    def _reply_ended(self, ended: ReplyEnded) -> list[Action]:
+        if self.reply_turn == ended.turn_id:
+            self.reply_turn = None
+        return []
 
     # -- barge-in ---------------------------------------------------------------------------------
-    def _on_overlap_heard(self, heard: OverlapHeard) -> list[Action]:
-        if self.state is not UserState.OVERLAP_ENDED or (heard.start_sample, heard.end_sample) != (
-            self._onset_start,
-            self._speech_end,
-        ):
+    def _overlap_heard(self, heard: OverlapHeard) -> list[Action]:
+        if (heard.start_sample, heard.end_sample) != (self._onset_start, self._speech_end):
             return []  # stale: the user went on speaking, or it was already decided
         duration_s = (heard.end_sample - heard.start_sample) / VAD_RATE
         if classify_overlap(heard.text, duration_s, self.policy, heard.agent_text) != "interruption":
@@ -391,12 +461,9 @@ class TurnTaking:
         self.state = UserState.LISTENING
         return [ResumeReply(self.reply_turn)] if self.reply_turn is not None else []
 
-    def _on_transcript(self, ready: TranscriptReady) -> list[Action]:
+    def _transcript(self, ready: TranscriptReady) -> list[Action]:
         current = (self.turn_id, self._speech_start, self._speech_end)
-        if (
-            self.state is not UserState.PAUSED
-            or (ready.turn_id, ready.start_sample, ready.end_sample) != current
-        ):
+        if (ready.turn_id, ready.start_sample, ready.end_sample) != current:
             return []  # stale: the user went on, or the turn already ended
         p = self.policy
         self._endpoint_s = p.endpoint_complete_s if ready.complete else p.endpoint_incomplete_s
@@ -426,41 +493,6 @@ class TurnTaking:
         tid, self.reply_turn = self.reply_turn, None
         return [Interrupt(tid)]
 
-    def _end(self, reason: str, next_state: UserState) -> EndOfTurn:
+    def _end(self, reason: EndReason, next_state: UserState) -> EndOfTurn:
         self.state = next_state
         return EndOfTurn(self.turn_id, self._speech_start, self._speech_end, reason)
-
-
-# Words after which a sentence is very likely to go on, even when the ASR put a period there.
-_DANGLING = frozenset(
-    "and or but so because if than that which who whose whom when where while with without to of for "
-    "from in on at by about into as the a an my your his her its our their this these those "
-    "um uh er like".split()
-)
-
-
-def transcript_complete(text: str) -> bool:
-    """Whether ``text`` reads as a finished utterance: it ends with . ! or ? (not an ellipsis), and
-    its last word is not one that a sentence rarely ends on ("and", "the", "to", "um" ...)."""
-    t = text.strip().rstrip("\"'”’)]")
-    if not t or t.endswith(("...", "…")) or t[-1] not in ".!?":
-        return False
-    words = t.rstrip(".!?").split()
-    return bool(words) and words[-1].lower().strip(",;:") not in _DANGLING
-
-
-def classify_overlap(text: str, duration_s: float, policy: TurnPolicy, agent_text: str = "") -> str:
-    """What speech over the agent was: "noise" (no words), "echo" (mostly the agent's own recent
-    words: its voice came back into the input), "backchannel" (only words from the backchannel list,
-    and short), or "interruption" (anything else)."""
-    words = re.findall(r"[a-z']+(?:-[a-z']+)*", text.lower())
-    if not words:
-        return "noise"
-    own = set(re.findall(r"[a-z']+(?:-[a-z']+)*", agent_text.lower()))
-    if own and len(words) >= 2 and sum(w in own for w in words) >= 0.7 * len(words):
-        return "echo"
-    phrase = " ".join(words)
-    listed = policy.backchannels
-    if duration_s <= policy.max_backchannel_s and (phrase in listed or all(w in listed for w in words)):
-        return "backchannel"
-    return "interruption"

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from agent import __version__, models
+from agent.audio import float_to_pcm, pcm_to_float
 from agent.config import Settings, env_name, parse_value
 from agent.errors import VoxloopError
-from streaming.audio import float_to_pcm, pcm_to_float, resample
+from streaming.codecs import resample
 
 log = logging.getLogger("voxloop")
 
@@ -67,7 +68,7 @@ def _settings_parser() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from streaming.bench import TRANSPORTS
+    from streaming.devtools.bench import TRANSPORTS
 
     settings = _settings_parser()
     parser = argparse.ArgumentParser(
@@ -213,7 +214,7 @@ def _transcribe(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
-    from streaming import bench
+    from streaming.devtools import bench
 
     return bench.main(args, settings)
 

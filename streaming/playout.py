@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streaming.audio import AUDIO_PTIME_S, AudioChunk, Pcm, StreamResampler, pcm_to_bytes
+from agent.audio import AUDIO_PTIME_S, AudioChunk, Pcm
+from agent.events import AudioFrame
+from streaming.codecs import StreamResampler
 
-FrameSink = Callable[[bytes], None]
+FrameSink = Callable[[AudioFrame], None]  # one 20 ms frame, tagged with its turn, as it leaves
 
 
 @dataclass
@@ -187,7 +189,7 @@ class PacedOutput:
             if turn.first_sent_at is None:
                 turn.first_sent_at = self._clock()
                 turn.paused_at_first_send = self._paused_so_far()
-            self._send(pcm_to_bytes(frame))
+            self._send(AudioFrame(turn_id, frame, self.sample_rate, self.pts))
             if self._sent_listener is not None:
                 self._sent_listener(frame, self.sample_rate)
             turn.sent_samples += len(frame)

@@ -39,9 +39,10 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
+from agent.audio import AUDIO_PTIME_S, Pcm
 from agent.config import Settings
 from agent.errors import ProtocolError
-from streaming.audio import AUDIO_PTIME_S, Pcm, StreamResampler, pcm_to_bytes
+from streaming.codecs import StreamResampler, pcm_to_bytes
 
 log = logging.getLogger(__name__)
 

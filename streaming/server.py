@@ -1,41 +1,50 @@
-"""The voxloop server: one ``websockets`` server for the WebSocket sessions and a few plain HTTP routes.
+"""The voxloop server: one ASGI app (FastAPI on uvicorn) for every route.
 
-Routes: ``/ws`` (WebSocket sessions, docs/protocol.md), ``/healthz`` (JSON), ``/metrics`` (Prometheus
-text), and the static frontend at ``/``. Models are loaded once, before the port opens, and shared.
+Routes: ``/ws`` (voxloop protocol v1 sessions, docs/protocol.md), ``/twilio/voice`` (the TwiML
+webhook, GET or POST) and ``/twilio/media`` (a phone call's media stream, docs/telephony.md),
+``/healthz`` (JSON), ``/metrics`` (Prometheus), OpenAPI docs at ``/docs``, and the static frontend at
+``/``. REST routes live under ``/v1/``. uvicorn runs the WebSockets with its ``websockets-sansio``
+implementation, so the ``websockets`` package's own protocol object frames every message.
+
+Models are loaded once, before the port opens, and shared by every connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
-import mimetypes
 import resource
 import signal
-from http import HTTPStatus
+import socket
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
+import uvicorn
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.websockets import WebSocketDisconnect
 
 from agent import __version__
 from agent.config import Settings
 from agent.engines import Engines
-from streaming.protocol import PROTOCOL_VERSION
+from streaming.connection import Codec, Connection, Stats, Wire
+from streaming.protocols.phone import PhoneCodec
+from streaming.protocols.twilio import TwilioSerializer, twiml_connect
+from streaming.protocols.voxloop import PROTOCOL_VERSION, VoxloopCodec
 from streaming.rtc import offer_loopback_candidates
-from streaming.telephony.call import CallSession
-from streaming.telephony.twilio import TwilioSerializer, twiml_connect
-from streaming.ws import Stats, WsSession
-
-TWILIO_MEDIA_PATH = "/twilio/media"
-TWIML_PATH = "/twilio/voice"  # the incoming-call webhook (configure it as HTTP GET)
-PHONE_MEDIA_PATHS = {TWILIO_MEDIA_PATH: TwilioSerializer}
 
 log = logging.getLogger(__name__)
 
 FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
 WS_PATH = "/ws"
+TWILIO_MEDIA_PATH = "/twilio/media"
+TWIML_PATH = "/twilio/voice"  # the incoming-call webhook
 
 
 def peak_rss_mb() -> float:
@@ -51,106 +60,153 @@ def current_rss_mb() -> float:
         return peak_rss_mb()
 
 
-class VoxloopServer:
-    def __init__(self, settings: Settings, engines: Engines, frontend_dir: Path = FRONTEND_DIR) -> None:
-        self.settings = settings
-        self.engines = engines
-        self.stats = Stats()
-        self.frontend_dir = frontend_dir
+class StarletteSocket:
+    """A Starlette WebSocket as a connection's ``WireSocket``."""
 
-    async def handler(self, ws: ServerConnection) -> None:
-        path = ws.request.path.split("?", 1)[0] if ws.request is not None else WS_PATH
-        if path in PHONE_MEDIA_PATHS:
-            await CallSession(ws, self.engines, self.settings, self.stats, PHONE_MEDIA_PATHS[path]()).run()
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+
+    async def receive(self) -> Wire | None:
+        message = await self._ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text: str | None = message.get("text")
+        return text if text is not None else bytes(message.get("bytes") or b"")
+
+    async def send(self, message: Wire) -> None:
+        if isinstance(message, str):
+            await self._ws.send_text(message)
         else:
-            await WsSession(ws, self.engines, self.settings, self.stats).run()
+            await self._ws.send_bytes(message)
 
-    def health(self) -> dict[str, object]:
+    async def close(self, code: int, reason: str) -> None:
+        await self._ws.close(code, reason)
+
+
+class _StatsCollector(Collector):
+    """The process counters, read at scrape time."""
+
+    def __init__(self, stats: Stats, engines: Engines) -> None:
+        self._stats = stats
+        self._engines = engines
+
+    def collect(self) -> Any:
+        s = self._stats
+        yield GaugeMetricFamily("voxloop_sessions_active", "sessions connected now", s.sessions_active)
+        yield CounterMetricFamily("voxloop_sessions", "sessions since start", s.sessions_total)
+        yield CounterMetricFamily("voxloop_turns_answered", "replies completed", s.turns_answered)
+        yield CounterMetricFamily("voxloop_errors", "error events sent", s.errors_sent)
+        yield CounterMetricFamily(
+            "voxloop_input_frames_dropped", "input frames dropped", s.input_frames_dropped
+        )
+        yield CounterMetricFamily(
+            "voxloop_output_frames_dropped", "audio frames dropped for slow clients", s.output_frames_dropped
+        )
+        by_code = CounterMetricFamily("voxloop_errors_by_code", "error events by code", labels=["code"])
+        for code, n in sorted(s.by_code.items()):
+            by_code.add_metric([code], n)
+        yield by_code
+        pending = GaugeMetricFamily(
+            "voxloop_model_queue", "model requests queued or running", labels=["role"]
+        )
+        dropped = CounterMetricFamily(
+            "voxloop_model_requests_dropped", "cancelled before they ran", labels=["role"]
+        )
+        for queue in self._engines.queues():
+            pending.add_metric([queue.name], queue.pending)
+            dropped.add_metric([queue.name], queue.dropped)
+        yield pending
+        yield dropped
+        yield GaugeMetricFamily("voxloop_rss_bytes", "resident memory", current_rss_mb() * 2**20)
+
+
+def create_app(settings: Settings, engines: Engines, frontend_dir: Path = FRONTEND_DIR) -> FastAPI:
+    stats = Stats()
+    registry = CollectorRegistry()
+    registry.register(_StatsCollector(stats, engines))
+    app = FastAPI(title="voxloop", version=__version__, docs_url="/docs", redoc_url=None)
+    app.state.stats = stats
+
+    async def serve(ws: WebSocket, codec: Codec) -> None:
+        await ws.accept()
+        try:
+            await Connection(StarletteSocket(ws), codec, engines, settings, stats).run()
+        except WebSocketDisconnect:
+            pass
+
+    @app.websocket(WS_PATH)
+    async def session(ws: WebSocket) -> None:
+        await serve(ws, VoxloopCodec())
+
+    @app.websocket(TWILIO_MEDIA_PATH)
+    async def phone_call(ws: WebSocket) -> None:
+        await serve(ws, PhoneCodec(TwilioSerializer(), settings))
+
+    @app.api_route(TWIML_PATH, methods=["GET", "POST"], response_class=Response)
+    async def twiml(request: Request) -> Response:
+        """The TwiML for an incoming call: connect it to this server's media stream."""
+        url = settings.phone_stream_url
+        if not url:
+            host = request.headers.get("host", f"{settings.host}:{settings.port}")
+            url = f"wss://{host}{TWILIO_MEDIA_PATH}"
+        return Response(twiml_connect(url), headers={"content-type": "text/xml"})
+
+    @app.get("/healthz")
+    async def health() -> dict[str, Any]:
         return {
             "status": "ok",
             "version": __version__,
             "protocol": PROTOCOL_VERSION,
-            "sessions": self.stats.sessions_active,
-            "models": self.engines.names,
+            "sessions": stats.sessions_active,
+            "models": engines.names,
             "rss_mb": round(current_rss_mb(), 1),
             "peak_rss_mb": round(peak_rss_mb(), 1),
         }
 
-    def twiml(self, request: Request) -> str:
-        """The TwiML for an incoming call: connect it to this server's media stream."""
-        url = self.settings.phone_stream_url
-        if not url:
-            host = request.headers.get("Host", f"{self.settings.host}:{self.settings.port}")
-            url = f"wss://{host}{TWILIO_MEDIA_PATH}"
-        return twiml_connect(url)
+    @app.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), headers={"content-type": CONTENT_TYPE_LATEST})
 
-    def metrics(self) -> str:
-        s = self.stats
-        lines = [
-            f"voxloop_sessions_active {s.sessions_active}",
-            f"voxloop_sessions_total {s.sessions_total}",
-            f"voxloop_turns_answered_total {s.turns_answered}",
-            f"voxloop_errors_total {s.errors_sent}",
-            f"voxloop_input_frames_dropped_total {s.input_frames_dropped}",
-            f"voxloop_rss_bytes {int(current_rss_mb() * 2**20)}",
-        ]
-        lines += [f'voxloop_errors_by_code_total{{code="{c}"}} {n}' for c, n in sorted(s.by_code.items())]
-        return "\n".join(lines) + "\n"
-
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        if path == WS_PATH or path in PHONE_MEDIA_PATHS:
-            return None  # the WebSocket handshake goes on (a plain GET gets 426 from websockets)
-        if path == TWIML_PATH:
-            return _response(HTTPStatus.OK, self.twiml(request).encode(), "text/xml")
-        if path == "/healthz":
-            return _response(HTTPStatus.OK, json.dumps(self.health()).encode(), "application/json")
-        if path == "/metrics":
-            return _response(HTTPStatus.OK, self.metrics().encode(), "text/plain; version=0.0.4")
-        return self._static(path)
-
-    def _static(self, path: str) -> Response:
-        name = "index.html" if path in ("", "/") else path.lstrip("/")
-        root = self.frontend_dir.resolve()
-        target = (root / name).resolve()
-        if not target.is_relative_to(root) or not target.is_file():
-            return _response(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
-        kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        if target.suffix == ".js":
-            kind = "text/javascript"
-        return _response(HTTPStatus.OK, target.read_bytes(), kind)
+    app.mount("/", StaticFiles(directory=frontend_dir, html=True), name="frontend")
+    return app
 
 
-def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
-    headers = Headers(
-        [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")]
-    )
-    return Response(status.value, status.phrase, headers, body)
+class _Server(uvicorn.Server):
+    """uvicorn's server with voxloop's own signal handling (serve_forever sets ``should_exit``)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 async def serve_forever(settings: Settings, engines: Engines) -> None:
     """Listen until SIGINT/SIGTERM; then close every session and return."""
-    app = VoxloopServer(settings, engines)
     offer_loopback_candidates(settings.webrtc_loopback_candidates)
-    stop = asyncio.Event()
+    app = create_app(settings, engines)
+    sock = socket.create_server((settings.host, settings.port))
+    config = uvicorn.Config(
+        app,
+        ws="websockets-sansio",
+        ws_max_size=settings.max_message_bytes,
+        ws_per_message_deflate=False,  # PCM does not compress; deflate only adds latency
+        http="h11",
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        headers=[("server", f"voxloop/{__version__}")],
+        timeout_graceful_shutdown=5,
+    )
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    async with serve(
-        app.handler,
-        settings.host,
-        settings.port,
-        process_request=app.process_request,
-        max_size=settings.max_message_bytes,
-        compression=None,  # PCM does not compress; deflate only adds latency
-        server_header=f"voxloop/{__version__}",
-    ) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        log.info(
-            "serving on http://%s:%d (WebSocket %s); peak RSS with models %.0f MB",
-            settings.host,
-            port,
-            WS_PATH,
-            peak_rss_mb(),
-        )
-        await stop.wait()
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    serving = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
+    while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no started event
+        await asyncio.sleep(0.01)
+    if server.started:
+        port = sock.getsockname()[1]
+        log.info("serving on http://%s:%d (WebSocket %s); peak RSS with models %.0f MB",
+                 settings.host, port, WS_PATH, peak_rss_mb())  # fmt: skip
+    await serving
     log.info("stopped")

@@ -11,7 +11,7 @@ import numpy.typing as npt
 from agent.config import Settings
 from agent.engines import load_tts
 from agent.tts.base import Tts
-from streaming import bench
+from streaming.devtools import bench
 
 
 @functools.cache

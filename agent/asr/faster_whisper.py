@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 import ctranslate2
 import numpy as np
@@ -21,7 +23,10 @@ import numpy.typing as npt
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 
-from agent.asr.base import ASR_RATE, Transcript
+from agent import models
+from agent.asr.base import ASR_RATE, AsrPurpose, AsrRequest, Transcript
+from agent.config import Settings
+from agent.errors import ConfigError
 
 WINDOW_PAD_S = 3.0  # silence after the speech inside the window: where Whisper learned to stop
 TOKENS_PER_S = 8.0  # generous speech rate; a decode longer than this (x audio) is a repetition loop
@@ -67,6 +72,11 @@ class FasterWhisperAsr:
             text = self._standard(audio, beam)
         return Transcript(text, self._language or "", audio_s, time.perf_counter() - t0)
 
+    def transcribe_batch(self, requests: Sequence[AsrRequest]) -> list[Transcript]:
+        """One by one: on a CPU a batch would only make the first request wait for the last. (The GPU
+        issue batches the encoder over padded short windows here.)"""
+        return [self.transcribe(r.audio, final=r.purpose is AsrPurpose.FINAL) for r in requests]
+
     def _short_window(self, audio: npt.NDArray[np.float32], audio_s: float, beam: int) -> str | None:
         window_s = min(30.0, max(self._min_window_s, math.ceil(audio_s + WINDOW_PAD_S)))
         frames = int(window_s * 100)
@@ -98,3 +108,24 @@ class FasterWhisperAsr:
             temperature=0.0,
         )
         return " ".join(s.text.strip() for s in segments).strip()
+
+
+def load(settings: Settings, progress: models.ProgressFactory | None = None) -> FasterWhisperAsr:
+    """The ASR model ``settings.asr_model`` names: embedded ('tiny.en', 'base'), a folder, or a hub name."""
+    entry = models.resolve_name(settings.asr_model)
+    if entry is not None:
+        if entry.role != "asr":
+            raise ConfigError(f"asr_model {settings.asr_model!r} is a {entry.role} model")
+        source, name = str(models.prepare(entry, progress)), entry.name
+    else:
+        source, name = settings.asr_model, Path(settings.asr_model).name  # a folder or a hub name
+    return FasterWhisperAsr(
+        source,
+        name=name,
+        device=settings.asr_device,
+        compute_type=settings.asr_compute_type,
+        threads=settings.asr_threads,
+        beam_size=settings.asr_beam_size,
+        language=settings.asr_language,
+        min_window_s=settings.asr_min_window_s,
+    )

@@ -1,11 +1,22 @@
-"""Dialogue LLM: one shared model; ``stream_chat`` is a blocking generator run in the LLM worker."""
+"""Dialogue LLM: structured messages in, a stream of outputs (text deltas; later tool calls) out.
+
+``stream`` is a blocking generator run in the LLM queue's worker thread (agent/scheduler.py); it checks
+``cancelled()`` between tokens, so a cancelled reply frees the model within one token.
+"""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
+
+ChatRole = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: ChatRole
+    content: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,13 +25,28 @@ class GenerationOptions:
     temperature: float = 0.5
 
 
+@dataclass(frozen=True, slots=True)
+class LlmRequest:
+    messages: tuple[ChatMessage, ...]
+    options: GenerationOptions = GenerationOptions()
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """The next piece of the reply's text."""
+
+    text: str
+
+
+LlmOutput = TextDelta  # tool calls join this union when the dialogue brain has them
+
+
 class Llm(Protocol):
     name: str
 
     def count_tokens(self, text: str) -> int: ...
 
-    def stream_chat(
-        self, messages: list[dict[str, str]], options: GenerationOptions, stop: threading.Event
-    ) -> Iterator[str]:
-        """Yield text deltas; stop soon after ``stop`` is set. Blocking: run it in a worker thread."""
+    def stream(self, request: LlmRequest, cancelled: Callable[[], bool]) -> Iterator[LlmOutput]:
+        """Yield outputs as they are generated; stop before the next token once ``cancelled()``.
+        Blocking: run it in a worker thread."""
         ...

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,10 @@ import numpy as np
 from llama_cpp import Llama
 from llama_cpp.llama_cache import LlamaRAMCache
 
-from agent.llm.base import GenerationOptions
+from agent import models
+from agent.config import Settings
+from agent.errors import ConfigError
+from agent.llm.base import LlmOutput, LlmRequest, TextDelta
 
 
 class _CompactStateLlama(Llama):
@@ -85,18 +87,45 @@ class LlamaCppLlm:
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def stream_chat(
-        self, messages: list[dict[str, str]], options: GenerationOptions, stop: threading.Event
-    ) -> Iterator[str]:
+    def stream(self, request: LlmRequest, cancelled: Callable[[], bool]) -> Iterator[LlmOutput]:
+        """Closing the completion generator (on cancel) stops llama.cpp before its next token."""
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
         chunks: Any = self._llm.create_chat_completion(
             messages=messages,  # type: ignore[arg-type]
             stream=True,
-            max_tokens=options.max_tokens,
-            temperature=options.temperature,
+            max_tokens=request.options.max_tokens,
+            temperature=request.options.temperature,
         )
-        for chunk in chunks:
-            if stop.is_set():
-                break
-            delta = chunk["choices"][0].get("delta", {}).get("content")
-            if delta:
-                yield delta
+        try:
+            for chunk in chunks:
+                if cancelled():
+                    break
+                delta = chunk["choices"][0].get("delta", {}).get("content")
+                if delta:
+                    yield TextDelta(delta)
+        finally:
+            chunks.close()
+
+
+def load(settings: Settings, progress: models.ProgressFactory | None = None) -> LlamaCppLlm:
+    """The GGUF model ``settings.llm_model`` names: embedded ('qwen', 'smollm2') or a file path."""
+    entry = models.resolve_name(settings.llm_model)
+    if entry is not None:
+        if entry.role != "llm":
+            raise ConfigError(f"llm_model {settings.llm_model!r} is a {entry.role} model")
+        path, name = models.prepare(entry, progress), entry.name
+    else:
+        path = Path(settings.llm_model)
+        if not path.is_file():
+            raise ConfigError(
+                f"llm_model {settings.llm_model!r} is neither an embedded model nor a GGUF file"
+            )
+        name = path.stem
+    return LlamaCppLlm(
+        path,
+        name=name,
+        threads=settings.llm_threads,
+        context_tokens=settings.llm_context_tokens,
+        gpu_layers=settings.llm_gpu_layers,
+        state_cache_mb=settings.llm_state_cache_mb,
+    )

@@ -1,19 +1,60 @@
-"""Text to speech: one shared non-autoregressive model; ``synthesize`` runs in the TTS worker."""
+"""Text to speech: typed requests, a stream of audio chunks, and the Protocol a backend implements.
+
+A request carries its text, the voice to speak it in (None: the backend's default) and options. The
+backend streams audio in chunks as it makes them (``stream``, run in the TTS queue's worker thread,
+checking ``cancelled()`` between chunks); a chunk may carry word timings when the model knows its
+durations, which is what truncating memory to what was heard wants.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 
+@dataclass(frozen=True, slots=True)
+class TtsOptions:
+    speed: float = 1.0  # speaking rate, 0.5 slow .. 2.0 fast
+
+
+@dataclass(frozen=True, slots=True)
+class TtsRequest:
+    text: str
+    voice: str | None = None  # None: the backend's default voice
+    options: TtsOptions = TtsOptions()
+    first: bool = False  # the first clause of a reply: it goes before later clauses in the queue
+
+
+@dataclass(frozen=True, slots=True)
+class WordTiming:
+    word: str
+    start_s: float  # from the start of the request's audio
+    end_s: float
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TtsChunk:
+    audio: npt.NDArray[np.float32]  # mono, at ``sample_rate``
+    sample_rate: int
+    words: tuple[WordTiming, ...] | None = None  # None: the model gives no durations
+
+
 class Tts(Protocol):
     name: str
     sample_rate: int
+    voices: tuple[str, ...]  # the voices this backend can speak in (the first is its default)
 
     def synthesize(self, text: str) -> npt.NDArray[np.float32]:
         """One clause -> mono float32 audio at ``sample_rate``. Blocking: call from a worker thread."""
+        ...
+
+    def stream(self, request: TtsRequest, cancelled: Callable[[], bool]) -> Iterator[TtsChunk]:
+        """The request's audio in chunks as they are made; stop before the next chunk once
+        ``cancelled()``. Raises agent.errors.ModelError(code="bad_voice") for a voice it lacks."""
         ...
 
 

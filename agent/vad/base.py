@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from agent.turn import VadFrame
+VAD_WINDOW = 512  # Silero's window at 16 kHz: 32 ms
+
+
+@dataclass(frozen=True, slots=True)
+class VadFrame:
+    """One VAD window ending at input sample ``end_sample`` (16 kHz)."""
+
+    end_sample: int
+    probability: float
+    gate: bool = True  # the cheap gate's vote (webrtcvad); onset needs it, continuation does not
+    samples: int = VAD_WINDOW
 
 
 class VadStream(Protocol):

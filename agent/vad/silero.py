@@ -12,7 +12,9 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime
 
-from agent.turn import VAD_WINDOW, VadFrame
+from agent import models
+from agent.config import Settings
+from agent.vad.base import VAD_WINDOW, VadFrame
 from agent.vad.webrtc import WebRtcGate
 
 CONTEXT_SAMPLES = 64
@@ -61,3 +63,7 @@ class SileroStream:
             frames.append(VadFrame(self._position, float(np.asarray(out).reshape(-1)[0]), gate))
         self._pending = buf[n * VAD_WINDOW :].copy()
         return frames
+
+
+def load(settings: Settings, progress: models.ProgressFactory | None = None) -> SileroVad:
+    return SileroVad(models.prepare(models.CATALOGUE["silero-vad-v6"], progress), settings.webrtcvad_mode)

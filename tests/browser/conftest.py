@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from streaming.bench import LocalServer
+from streaming.devtools.bench import LocalServer
 from tests.support import utterance
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page
 
-from streaming.bench import LocalServer
+from streaming.devtools.bench import LocalServer
 from tests.browser.conftest import ARTIFACTS, mic_wav
 
 TRANSPORTS = ["webrtc", "websocket"]

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streaming.bench import LocalServer
+from streaming.devtools.bench import LocalServer
 
 Server = LocalServer
 

@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from streaming.client import VoiceClient
+from streaming.devtools.client import VoiceClient
 from tests.integration.conftest import Server, start_server
 from tests.support import utterance
 

@@ -3,18 +3,19 @@
 (a) a second utterance while the agent speaks stops the agent's audio at the client and is answered;
 (b) the agent's own audio fed back into the input at -6 dB, 50-150 ms later, does not interrupt it;
 (c) a backchannel said over the agent does not interrupt it;
-(d) memory ends at what was heard: the interrupted reply's text is the heard prefix of what was said.
+(d) memory ends at what was heard: the interrupted reply's text is the heard prefix of what was said;
+(e) a barge-in stops the interrupted reply's LLM generation: the next turn does not wait for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 
-from streaming.client import VoiceClient
-from tests.integration.conftest import Server
+from streaming.devtools.client import VoiceClient
+from tests.integration.conftest import Server, start_server
 from tests.support import utterance
 
 STORY = "Tell me a long story about a brave knight and a dragon."
@@ -91,3 +92,40 @@ async def test_a_backchannel_does_not_interrupt(server: Server, backchannel: str
     assert done is not None and not done["interrupted"]
     assert client.first("audio.clear") is None
     assert client.first("speech.started", turn_id=2) is None
+
+
+@pytest.fixture(scope="module")
+def long_reply_server() -> Iterator[Server]:
+    """The default models, with room for replies long enough to still be generating when cut."""
+    s = start_server("--max-reply-tokens", "400")
+    yield s
+    s.stop()
+
+
+async def test_a_barge_in_frees_the_llm_at_once(long_reply_server: Server) -> None:
+    """(e) cutting a reply whose generation is still running stops it: the next turn's first token
+    comes as soon as an undisturbed turn's (a generation left running would make it wait seconds)."""
+    question = utterance("What is the capital of Italy?")
+    async with VoiceClient(long_reply_server.ws) as client:
+        await client.stream(np.zeros(8000, np.int16))
+        undisturbed = await client.turn(question)
+        calm = undisturbed.metrics["timeline_ms"]["llm_first_token"]
+        await client.stream(np.zeros(4800, np.int16))
+        await client.send_json(
+            {
+                "type": "text.input",
+                "text": "Tell me a very long and detailed story about a brave knight, "
+                "a dragon and a kingdom by the sea, with many chapters.",
+            }  # fmt: skip
+        )
+        tid = undisturbed.turn_id + 1
+        await silence_until(client, lambda: client.first("response.audio.started", turn_id=tid) is not None)
+        await client.stream(np.zeros(16000, np.int16))  # 1 s into the story: the LLM is still writing it
+        await client.stream(question)
+        await silence_until(client, lambda: client.first("turn.metrics", turn_id=tid + 1) is not None, 60)
+    cut = client.first("response.done", turn_id=tid)
+    assert cut is not None and cut["interrupted"]
+    after = client.first("turn.metrics", turn_id=tid + 1)
+    assert after is not None
+    first_token = after["timeline_ms"]["llm_first_token"]
+    assert first_token <= calm + 1000, (first_token, calm)

@@ -15,7 +15,7 @@ import urllib.request
 
 import numpy as np
 
-from streaming.phonesim import PhoneCall
+from streaming.devtools.phonesim import PhoneCall
 from tests.integration.conftest import Server
 from tests.integration.test_barge_in import LONG_LINE
 from tests.support import utterance, wer

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from agent.events import STAGE_ORDER
-from streaming.client import VoiceClient
+from streaming.devtools.client import VoiceClient
 from tests.integration.conftest import Server
 from tests.support import utterance, wer
 

@@ -12,8 +12,8 @@ import time
 import numpy as np
 from websockets.asyncio.client import connect
 
-from streaming.audio import peak_dbfs
-from streaming.client import VoiceClient
+from agent.audio import peak_dbfs
+from streaming.devtools.client import VoiceClient
 from tests.integration.conftest import Server
 from tests.integration.test_barge_in import LONG_LINE, silence_until
 from tests.support import utterance, wer

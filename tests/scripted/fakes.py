@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from agent.asr.base import Transcript
+from agent.asr.base import AsrPurpose, AsrRequest, Transcript
 from agent.config import Settings
-from agent.engines import Engines, ModelWorker
-from agent.llm.base import GenerationOptions
-from agent.turn import VAD_WINDOW, VadFrame
+from agent.engines import Engines
+from agent.llm.base import ChatMessage, LlmOutput, LlmRequest, TextDelta
+from agent.tts.base import TtsChunk, TtsRequest
+from agent.vad.base import VAD_WINDOW, VadFrame
 
 LOUD = 8000  # amplitude of fake "speech"
 
@@ -60,30 +60,31 @@ class FakeAsr:
         text = " ".join(f"w{i + 1}" for i in range(n))
         return Transcript(text + "." if text else "", "en", len(audio) / 16000, 0.001)
 
+    def transcribe_batch(self, requests: Sequence[AsrRequest]) -> list[Transcript]:
+        return [self.transcribe(r.audio, final=r.purpose is AsrPurpose.FINAL) for r in requests]
+
 
 class FakeLlm:
     name = "fake-llm"
 
     def __init__(self) -> None:
         self.fail_next = False
-        self.seen: list[list[dict[str, str]]] = []
+        self.seen: list[tuple[ChatMessage, ...]] = []
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def stream_chat(
-        self, messages: list[dict[str, str]], options: GenerationOptions, stop: threading.Event
-    ) -> Iterator[str]:
-        self.seen.append(messages)
-        heard = messages[-1]["content"]
-        yield "You said"
+    def stream(self, request: LlmRequest, cancelled: Callable[[], bool]) -> Iterator[LlmOutput]:
+        self.seen.append(request.messages)
+        heard = request.messages[-1].content
+        yield TextDelta("You said")
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("the model fell over")
         for word in f" {heard}. That is one clause, and here is another clause for you.".split(" "):
-            if stop.is_set():
+            if cancelled():
                 return
-            yield word if not word else " " + word
+            yield TextDelta(word if not word else " " + word)
 
 
 class FakeTts:
@@ -91,17 +92,18 @@ class FakeTts:
 
     name = "fake-tts"
     sample_rate = 16000
+    voices = ("fake",)
 
     def synthesize(self, text: str) -> npt.NDArray[np.float32]:
         n = int(0.04 * self.sample_rate) * len(text.split())
         return (np.sin(np.arange(n) * 0.2) * 0.15).astype(np.float32)  # echo level: under the user
 
+    def stream(self, request: TtsRequest, cancelled: Callable[[], bool]) -> Iterator[TtsChunk]:
+        yield TtsChunk(self.synthesize(request.text), self.sample_rate)
+
 
 def fake_engines() -> Engines:
-    return Engines(
-        FakeVad(), FakeAsr(), FakeLlm(), FakeTts(),
-        ModelWorker("vad"), ModelWorker("asr"), ModelWorker("llm"), ModelWorker("tts"), {},
-    )  # fmt: skip
+    return Engines.of(FakeVad(), FakeAsr(), FakeLlm(), FakeTts())
 
 
 def fast_settings(**kw: object) -> Settings:

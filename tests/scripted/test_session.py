@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 from agent import events as ev
-from agent.events import STAGE_ORDER
+from agent.config import SessionOptions
+from agent.events import STAGE_ORDER, AudioFrame, AudioIn, ConfigureIn, Input, PlaybackIn, TextIn
 from agent.session import Session
 from streaming.playout import PacedOutput
 from tests.scripted.fakes import FakeAsr, FakeLlm, fake_engines, fast_settings, silence, speech
@@ -24,7 +26,7 @@ class Harness:
     session: Session
     output: PacedOutput
     events: list[ev.Event] = field(default_factory=list)
-    frames: list[bytes] = field(default_factory=list)
+    frames: list[AudioFrame] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     frames_at: list[int] = field(default_factory=list)  # len(frames) when each event was emitted
@@ -40,8 +42,16 @@ class Harness:
 
     async def feed(self, pcm: np.ndarray, realtime: bool = False) -> None:
         for i in range(0, len(pcm), FRAME):
-            self.session.push_audio(pcm[i : i + FRAME])
+            self.session.push(AudioIn(pcm[i : i + FRAME], time.monotonic()))
             await asyncio.sleep(0.02 if realtime else 0.001)
+
+    async def taken(self, item: Input) -> None:
+        """Push ``item`` and wait until the session's input task has taken it (inputs go in order)."""
+        self.session.push(item)
+        async with asyncio.timeout(5):
+            while self.session.inbox_size:  # noqa: ASYNC110 - a test polling the session's inbox
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(0)
 
     def of(self, kind: type) -> list:
         return [e for e in self.events if isinstance(e, kind)]
@@ -57,10 +67,11 @@ class Harness:
 async def harness(**settings: object) -> AsyncIterator[Harness]:
     engines = fake_engines()
     s = fast_settings(**settings)
-    frames: list[bytes] = []
+    frames: list[AudioFrame] = []
     output = PacedOutput(16000, frames.append, lead_s=s.playout_lead_s)
     h = Harness(None, output, frames=frames)  # type: ignore[arg-type]
     h.session = Session(engines, s, output, h.emit, session_id="test")
+    h.session.push(ConfigureIn(SessionOptions()))
     tasks = [asyncio.create_task(output.run()), asyncio.create_task(h.session.run())]
     try:
         yield h
@@ -82,14 +93,14 @@ async def test_a_turn_is_heard_answered_spoken_and_remembered() -> None:
         await h.until(ev.TurnMetrics)
     kinds = [type(e).__name__ for e in h.events if not isinstance(e, ev.ResponseTextDelta)]
     assert kinds == [
-        "SpeechStarted", "SpeechStopped", "TranscriptFinal", "ResponseStarted",
+        "SessionReady", "SpeechStarted", "SpeechStopped", "TranscriptFinal", "ResponseStarted",
         "ResponseAudioStarted", "ResponseAudioDone", "ResponseDone", "TurnMetrics",
     ]  # fmt: skip
     (final,) = h.of(ev.TranscriptFinal)
     assert final.text == "w1 w2 w3 w4 w5."
     (done,) = h.of(ev.ResponseDone)
     assert done.text.startswith("You said w1 w2 w3 w4 w5.") and not done.interrupted
-    assert sum(len(f) for f in h.frames) > 0
+    assert sum(len(f.pcm) for f in h.frames) > 0
     (metrics,) = h.of(ev.TurnMetrics)
     stamps = [metrics.timeline_ms[k] for k in STAGE_ORDER]
     assert stamps == sorted(stamps)
@@ -112,16 +123,16 @@ async def test_speech_that_resumes_after_a_pause_gets_one_reply_to_all_of_it() -
     assert [m.text for m in h.session.memory.messages if m.role == "user"] == ["w1 w2 w3 w4 w5 w6."]
     # A speculative reply to the first half did run (the LLM saw it), and left no trace: not on the
     # wire (one reply, one transcript, above), not in memory (one user message, above).
-    llm = h.session.engines.llm
+    llm = h.session.engines.llm.model
     assert isinstance(llm, FakeLlm)
-    assert [m[-1]["content"] for m in llm.seen] == ["w1 w2 w3.", "w1 w2 w3 w4 w5 w6."]
+    assert [m[-1].content for m in llm.seen] == ["w1 w2 w3.", "w1 w2 w3 w4 w5 w6."]
     texts = [e.text for e in h.of(ev.ResponseTextDelta)]
     assert "w1 w2 w3." not in "".join(texts).replace("w1 w2 w3 w4", "")
 
 
 async def test_a_model_failing_mid_turn_is_reported_and_the_session_goes_on() -> None:
     async with harness() as h:
-        llm = h.session.engines.llm
+        llm = h.session.engines.llm.model
         assert isinstance(llm, FakeLlm)
         llm.fail_next = True
         await h.feed(np.concatenate([speech(0.3), silence(0.4)]))
@@ -140,7 +151,7 @@ async def test_user_speech_during_the_reply_stops_it_and_memory_keeps_what_was_h
         await h.until(ev.ResponseAudioStarted)
         await asyncio.sleep(0.3)  # the agent has been talking for a while
         sent_before = len(h.frames)
-        asr = h.session.engines.asr
+        asr = h.session.engines.asr.model
         assert isinstance(asr, FakeAsr)
         asr.overlap_texts.append("Wait, stop.")  # the user's own words, not the agent's
         await h.feed(np.concatenate([speech(0.2), silence(0.3)]), realtime=True)
@@ -161,9 +172,9 @@ async def test_user_speech_during_the_reply_stops_it_and_memory_keeps_what_was_h
 
 async def test_typed_text_is_answered_and_say_is_spoken_verbatim() -> None:
     async with harness() as h:
-        h.session.send_text("hello there")
+        h.session.push(TextIn("hello there"))
         await h.until(ev.ResponseDone)
-        h.session.send_text("Welcome back.", verbatim=True)
+        h.session.push(TextIn("Welcome back.", verbatim=True))
         await h.until(ev.ResponseDone, 2)
     first, second = h.of(ev.ResponseDone)
     assert first.text.startswith("You said hello there.")
@@ -175,7 +186,7 @@ async def test_text_over_the_limit_is_refused() -> None:
         from agent.errors import LimitError
 
         with pytest.raises(LimitError) as info:
-            h.session.send_text("x" * 11, verbatim=True)
+            h.session.push(TextIn("x" * 11, verbatim=True))
         assert info.value.code == "text_too_long"
 
 
@@ -205,7 +216,7 @@ FULL_REPLY = "You said w1 w2 w3.. That is one clause, and here is another clause
 
 
 async def _talk_over_the_agent(h: Harness, overlap_text: str | None, seconds: float = 0.25) -> None:
-    asr = h.session.engines.asr
+    asr = h.session.engines.asr.model
     assert isinstance(asr, FakeAsr)
     if overlap_text is not None:
         asr.overlap_texts.append(overlap_text)
@@ -218,7 +229,7 @@ async def _talk_over_the_agent(h: Harness, overlap_text: str | None, seconds: fl
 @pytest.mark.parametrize("overlap", ["Uh-huh.", "", None], ids=["backchannel", "noise", "no-words-in-time"])
 async def test_speech_over_the_agent_that_is_not_an_interruption_lets_it_finish(overlap: str | None) -> None:
     async with harness(false_interruption_timeout_s=0.5) as h:
-        asr = h.session.engines.asr
+        asr = h.session.engines.asr.model
         assert isinstance(asr, FakeAsr)
         if overlap is None:
             asr.transcribe = _never_returns_words(asr.transcribe)  # type: ignore[method-assign]
@@ -231,7 +242,7 @@ async def test_speech_over_the_agent_that_is_not_an_interruption_lets_it_finish(
     assert len(h.of(ev.SpeechStarted)) == 1  # the overlap never became a turn
     # All of the reply's audio was sent: the pause lost nothing.
     audio_done = h.of(ev.ResponseAudioDone)[0]
-    assert abs(sum(len(f) for f in h.frames) / 2 / 16000 - audio_done.duration_s) < 0.03
+    assert abs(sum(len(f.pcm) for f in h.frames) / 16000 - audio_done.duration_s) < 0.03
 
 
 def _never_returns_words(transcribe):  # type: ignore[no-untyped-def]
@@ -245,7 +256,7 @@ def _never_returns_words(transcribe):  # type: ignore[no-untyped-def]
 
 async def _interrupt_now(h: Harness, words: str) -> None:
     """The user talks over the agent with ``words`` (what the overlap's quick ASR pass hears)."""
-    asr = h.session.engines.asr
+    asr = h.session.engines.asr.model
     assert isinstance(asr, FakeAsr)
     asr.overlap_texts.append(words)
     await h.feed(np.concatenate([speech(0.2), silence(0.3)]), realtime=True)
@@ -313,20 +324,20 @@ async def test_the_clients_playback_report_decides_what_memory_keeps() -> None:
         await h.feed(np.concatenate([speech(0.3), silence(0.3)]))
         await h.until(ev.ResponseAudioStarted)
         await asyncio.sleep(0.3)
-        h.session.report_playback(1, 0.1)  # the client's buffer is deep: it is far behind the server
-        h.session.report_playback(99, 5.0)  # a stale report of a turn long gone changes nothing
+        h.session.push(PlaybackIn(1, 0.1))  # the client's buffer is deep: it is far behind the server
+        h.session.push(PlaybackIn(99, 5.0))  # a stale report of a turn long gone changes nothing
         await _interrupt_now(h, "Wait, stop.")
         await h.until(ev.AudioClear)
         # The estimate moved on from the report by the time since (paused time excluded).
         estimate = h.of(ev.ResponseDone)[0].text
         assert estimate.startswith("You said") and len(estimate) < len(FULL_REPLY)
         # After the clear the client says exactly where it stopped: memory follows it.
-        h.session.report_playback(1, 0.1)
+        await h.taken(PlaybackIn(1, 0.1))
         assistant = [m for m in h.session.memory.messages if m.role == "assistant"]
         assert [(m.text, m.interrupted) for m in assistant] == [("You said", True)]
-        h.session.report_playback(1, 0.0)  # it had played nothing after all
+        await h.taken(PlaybackIn(1, 0.0))  # it had played nothing after all
         assert all(m.role == "user" for m in h.session.memory.messages)
-        h.session.report_playback(1, 0.1)  # and back: inserted after the user message it answered
+        await h.taken(PlaybackIn(1, 0.1))  # and back: inserted after the user message it answered
         await h.until(ev.ResponseDone, 2)
     messages = [(m.role, m.text) for m in h.session.memory.messages]
     assert messages[:2] == [("user", "w1 w2 w3."), ("assistant", "You said")]

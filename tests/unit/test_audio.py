@@ -3,9 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from agent.audio import peak_dbfs
 from agent.errors import AudioFormatError
 from agent.tts.base import pause_after, trim_silence
-from streaming.audio import StreamResampler, check_rate, pcm_from_bytes, peak_dbfs, resample
+from streaming.codecs import StreamResampler, check_rate, pcm_from_bytes, resample
 
 
 def test_pcm_bytes_are_little_endian_int16() -> None:

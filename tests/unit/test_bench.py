@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 
 from agent.config import Settings
-from streaming.bench import AUDIBLE, CORPUS, Utterance, percentiles, render, server_flags
+from streaming.devtools.bench import AUDIBLE, CORPUS, Utterance, percentiles, render, server_flags
 
 
 class ToneTts:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.chunker import ClauseChunker, SpokenClause, heard_text, speakable
+from agent.chunker import ClauseChunker, speakable
+from agent.heard import SpokenClause, heard_text
 
 
 def stream(text: str, chunker: ClauseChunker | None = None) -> list[str]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from agent.llm.base import ChatMessage
 from agent.memory import MESSAGE_OVERHEAD_TOKENS, Memory
 
 
@@ -11,11 +12,11 @@ def test_system_prompt_then_turns_in_order() -> None:
     m = Memory("be brief", 1000, words)
     m.add_user("hello")
     m.add_assistant("hi there")
-    assert m.render() == [
-        {"role": "system", "content": "be brief"},
-        {"role": "user", "content": "hello"},
-        {"role": "assistant", "content": "hi there"},
-    ]
+    assert m.render() == (
+        ChatMessage("system", "be brief"),
+        ChatMessage("user", "hello"),
+        ChatMessage("assistant", "hi there"),
+    )
 
 
 def test_oldest_turns_are_dropped_to_fit_the_budget() -> None:
@@ -25,8 +26,8 @@ def test_oldest_turns_are_dropped_to_fit_the_budget() -> None:
         m.add_user(f"question number {i} please")
         m.add_assistant(f"answer number {i} here")
     rendered = m.render()
-    assert rendered[0] == {"role": "system", "content": "sys"}
-    assert [r["content"] for r in rendered[1:]] == [
+    assert rendered[0] == ChatMessage("system", "sys")
+    assert [r.content for r in rendered[1:]] == [
         "question number 3 please",
         "answer number 3 here",
         "question number 4 please",
@@ -43,14 +44,14 @@ def test_history_never_starts_with_an_assistant_message() -> None:
     m.add_assistant("five six seven eight")
     m.add_user("nine ten eleven twelve")
     m.add_assistant("a b c d")
-    assert [r["role"] for r in m.render()] == ["system", "user", "assistant"]
+    assert [r.role for r in m.render()] == ["system", "user", "assistant"]
 
 
 def test_unanswered_user_turns_merge_with_the_next() -> None:
     m = Memory("sys", 1000, words)
     m.add_user("what is")
     m.add_user("the time")
-    assert m.render()[1:] == [{"role": "user", "content": "what is the time"}]
+    assert m.render()[1:] == (ChatMessage("user", "what is the time"),)
 
 
 def test_nothing_heard_adds_nothing_and_interruptions_are_marked() -> None:

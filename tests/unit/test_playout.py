@@ -8,7 +8,7 @@ import contextlib
 import numpy as np
 import pytest
 
-from streaming.audio import AudioChunk
+from agent.audio import AudioChunk
 from streaming.playout import PacedOutput
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from agent import events
 from agent.errors import ProtocolError
-from streaming.protocol import (
+from streaming.protocols.voxloop import (
     InputCommit,
     Ping,
     PlaybackPosition,

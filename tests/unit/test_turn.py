@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.turn import (
-    VAD_WINDOW,
+from agent.config import TurnPolicy, with_profile
+from agent.events import (
     ClassifyOverlap,
     Commit,
     EndOfTurn,
@@ -21,14 +21,10 @@ from agent.turn import (
     StartText,
     TextTurn,
     TranscriptReady,
-    TurnPolicy,
-    TurnTaking,
-    UserState,
-    VadFrame,
-    classify_overlap,
-    transcript_complete,
-    with_profile,
 )
+from agent.meaning import classify_overlap, transcript_complete
+from agent.turn import ROWS, TABLE, AgentState, Cue, TurnTaking, UnlistedTransition, UserState, render_table
+from agent.vad.base import VAD_WINDOW, VadFrame
 
 POLICY = TurnPolicy(min_speech_s=0.1, endpoint_silence_s=0.3, max_utterance_s=2.0)
 
@@ -352,3 +348,27 @@ def test_profiles_change_patience_and_interruptibility() -> None:
         drive(m, "#" * 10 + ".")
         m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, complete=True))
         assert ("EndOfTurn" in kinds(drive(m, "." * 31, start=11))) is ends
+
+
+# -- the table itself ------------------------------------------------------------------------------
+def test_every_state_agent_state_and_cue_has_exactly_one_row() -> None:
+    wanted = {(u, a, c) for u in UserState for a in AgentState for c in Cue}
+    assert set(TABLE) == wanted  # no combination left out (and _index refused any listed twice)
+    assert sum(len(r.agents) for r in ROWS) == len(wanted)
+    assert all(callable(getattr(TurnTaking, r.handler)) for r in ROWS)
+
+
+def test_an_unlisted_combination_is_an_error_not_a_silent_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.turn
+
+    table = dict(TABLE)
+    del table[(UserState.LISTENING, AgentState.IDLE, Cue.COMMIT)]
+    monkeypatch.setattr(agent.turn, "TABLE", table)
+    with pytest.raises(UnlistedTransition, match="LISTENING, agent IDLE, Commit"):
+        TurnTaking(POLICY).feed(Commit())
+
+
+def test_the_docstring_shows_the_table_as_it_is() -> None:
+    import agent.turn
+
+    assert render_table() in (agent.turn.__doc__ or "")

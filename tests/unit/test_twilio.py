@@ -14,9 +14,17 @@ import numpy as np
 import pytest
 
 from agent.errors import ProtocolError
-from streaming.audio import mulaw_decode, mulaw_encode
-from streaming.telephony.events import Connected, Dtmf, MarkPlayed, Media, Started, Stopped
-from streaming.telephony.twilio import TwilioSerializer, twiml_connect
+from streaming.codecs import mulaw_decode, mulaw_encode
+from streaming.protocols.twilio import (
+    Connected,
+    Dtmf,
+    MarkPlayed,
+    Media,
+    Started,
+    Stopped,
+    TwilioSerializer,
+    twiml_connect,
+)
 
 T = TwilioSerializer()
 SID = "MZXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from agent.tts.base import Tts
-from streaming.bench import AUDIBLE, percentiles, speech
-from streaming.client import VoiceClient
+from streaming.devtools.bench import AUDIBLE, percentiles, speech
+from streaming.devtools.client import VoiceClient
 
 LINES = (
     "Once upon a time, in a kingdom by the sea, there lived a brave knight who rode along the cliffs "

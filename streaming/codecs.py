@@ -1,34 +1,19 @@
-"""The one internal audio format and the conversions at the edges. Pure: no I/O.
+"""Audio conversions at the transports' edges: wire bytes, resampling, G.711. Pure: no I/O.
 
-Inside voxloop audio is int16 mono with a sample rate and a pts in samples (``AudioChunk``). Wire bytes
-are 16-bit little-endian. Resampling uses soxr (torchaudio's only PyPI build is CUDA-only and fails to
-import on a CPU machine; soxr is small, exact and streams at ~7 us per 20 ms chunk).
+Inside voxloop audio is ``agent.audio.AudioChunk`` (int16 mono, a rate, a pts); this module turns wire
+bytes (16-bit little-endian, or mu-law) into it and back. Resampling uses soxr (torchaudio's only PyPI
+build is CUDA-only and fails to import on a CPU machine; soxr is small, exact and streams at ~7 us per
+20 ms chunk).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import soxr
 
-from agent.config import SUPPORTED_SAMPLE_RATES
+from agent.audio import SUPPORTED_SAMPLE_RATES, Pcm
 from agent.errors import AudioFormatError
-
-AUDIO_PTIME_S = 0.020
-Pcm = npt.NDArray[np.int16]
-
-
-@dataclass(frozen=True, slots=True)
-class AudioChunk:
-    pcm: Pcm
-    sample_rate: int
-    pts: int = 0  # position of the first sample, in samples of this stream
-
-    @property
-    def duration_s(self) -> float:
-        return len(self.pcm) / self.sample_rate
 
 
 def check_rate(rate: object) -> int:
@@ -59,21 +44,6 @@ def pcm_from_bytes(data: bytes, sample_rate: int, max_duration_s: float = 1.0) -
 
 def pcm_to_bytes(pcm: Pcm) -> bytes:
     return pcm.astype("<i2", copy=False).tobytes()
-
-
-def float_to_pcm(audio: npt.NDArray[np.floating]) -> Pcm:
-    return np.asarray(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
-
-
-def pcm_to_float(pcm: Pcm) -> npt.NDArray[np.float32]:
-    return (pcm.astype(np.float32) / 32768.0).astype(np.float32, copy=False)
-
-
-def peak_dbfs(pcm: Pcm) -> float:
-    if len(pcm) == 0:
-        return -120.0
-    peak = int(np.max(np.abs(pcm.astype(np.int32))))
-    return 20.0 * float(np.log10(max(peak, 1) / 32768.0))
 
 
 def resample(pcm: Pcm, in_rate: int, out_rate: int) -> Pcm:

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
-from streaming.audio import AUDIO_PTIME_S, Pcm, mulaw_decode, mulaw_encode, peak_dbfs, resample
-from streaming.client import TurnResult
+from agent.audio import AUDIO_PTIME_S, Pcm, peak_dbfs
+from streaming.codecs import mulaw_decode, mulaw_encode, resample
+from streaming.devtools.client import TurnResult
 
 PHONE_RATE = 8000
 FRAME = 160  # 20 ms

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
-from streaming.audio import AUDIO_PTIME_S, Pcm, StreamResampler, pcm_to_bytes, peak_dbfs, resample
+from agent.audio import AUDIO_PTIME_S, Pcm, peak_dbfs
+from streaming.codecs import StreamResampler, pcm_to_bytes, resample
 
 AUDIBLE_DBFS = -40.0
 

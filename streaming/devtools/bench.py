@@ -34,11 +34,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from agent.audio import Pcm, float_to_pcm
 from agent.config import Settings
 from agent.events import STAGES
 from agent.tts.base import Tts
-from streaming.audio import Pcm, float_to_pcm, resample
-from streaming.client import TurnResult, VoiceClient
+from streaming.codecs import resample
+from streaming.devtools.client import TurnResult, VoiceClient
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ async def _webrtc(url: str, rate: int) -> AsyncIterator[BenchClient]:
 
 @contextlib.asynccontextmanager
 async def _twilio(url: str, rate: int) -> AsyncIterator[BenchClient]:
-    from streaming.phonesim import PhoneBenchClient, PhoneCall
+    from streaming.devtools.phonesim import PhoneBenchClient, PhoneCall
 
     async with PhoneCall(url.rsplit("/", 1)[0] + "/twilio/media") as call:
         yield PhoneBenchClient(call, rate)
@@ -348,7 +349,7 @@ def _save(folder: str, name: str, report: dict[str, Any]) -> Path:
 
 def main(args: Any, settings: Settings) -> int:
     from agent.engines import load_tts
-    from streaming.benchplot import plot
+    from streaming.devtools.benchplot import plot
 
     flags = server_flags(args)
     started = None if args.url else LocalServer.start(*flags)
@@ -389,7 +390,7 @@ def main(args: Any, settings: Settings) -> int:
 
 def _barge_in(args: Any, url: str, started: LocalServer | None, flags: list[str]) -> int:
     from agent.engines import load_tts
-    from streaming import bargebench
+    from streaming.devtools import bargebench
 
     try:
         rows = asyncio.run(bargebench.run(url, args.turns, load_tts(Settings())))

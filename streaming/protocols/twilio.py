@@ -14,11 +14,66 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 from xml.sax.saxutils import quoteattr
 
 from agent.errors import ProtocolError
-from streaming.telephony.events import CallEvent, Connected, Dtmf, MarkPlayed, Media, Started, Stopped
+
+
+# -- what a provider's media stream says, once its serializer has read it (closed set) ---------------
+@dataclass(frozen=True, slots=True)
+class Connected:
+    protocol: str
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    stream_id: str
+    call_id: str
+    encoding: str  # "audio/x-mulaw"
+    sample_rate: int
+    channels: int
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    payload: bytes  # mu-law, 8 kHz
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPlayed:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dtmf:
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    pass
+
+
+CallEvent = Connected | Started | Media | MarkPlayed | Dtmf | Stopped
+
+
+class Serializer(Protocol):
+    """One provider's wire format. ``parse`` raises agent.errors.ProtocolError on a bad message."""
+
+    name: str
+
+    def parse(self, raw: str | bytes) -> CallEvent: ...
+
+    def media(self, stream_id: str, payload: bytes) -> str: ...
+
+    def mark(self, stream_id: str, name: str) -> str: ...
+
+    def clear(self, stream_id: str) -> str: ...
+
 
 MAX_PAYLOAD_BYTES = 8000  # one second of 8 kHz mu-law; Twilio sends 160-byte (20 ms) chunks
 DTMF_DIGITS = frozenset("0123456789*#ABCD")

@@ -1,4 +1,5 @@
-"""The WebSocket wire protocol (docs/protocol.md), as pure functions: text in -> message, event -> text.
+"""voxloop's WebSocket protocol v1 (docs/protocol.md), pure: text in -> message, event -> text, and
+``VoxloopCodec``, which maps the protocol onto a session's inputs and outputs.
 
 Client -> server: JSON text frames (``ClientMessage``) and binary frames of 16-bit little-endian mono
 PCM at the configured input rate. Server -> client: JSON text frames (every ``agent.events.Event``,
@@ -13,12 +14,20 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from agent.config import SessionOptions
 from agent.errors import ProtocolError
 from agent.events import (
     AudioClear,
+    AudioFrame,
+    CancelIn,
+    CommitIn,
+    ConfigureIn,
     DtmfReceived,
     Error,
     Event,
+    Input,
+    Output,
+    PlaybackIn,
     ResponseAudioDone,
     ResponseAudioStarted,
     ResponseDone,
@@ -27,11 +36,14 @@ from agent.events import (
     SessionReady,
     SpeechStarted,
     SpeechStopped,
+    TextIn,
     TranscriptFinal,
     TranscriptPartial,
     TurnMetrics,
 )
-from streaming.audio import check_rate
+from streaming.codecs import check_rate, pcm_from_bytes, pcm_to_bytes
+from streaming.connection import Meaning, OpenAudio, Outgoing, Reply, RtcAnswer, RtcOffer, WireAudio
+from streaming.rtc import RTC_RATE
 
 PROTOCOL_VERSION = 1
 MAX_TEXT_MESSAGE_CHARS = 64 * 1024
@@ -216,3 +228,99 @@ def encode_pong(ident: str | int | None) -> str:
 
 def encode_answer(sdp: str) -> str:
     return json.dumps({"type": "webrtc.answer", "sdp": sdp})
+
+
+class VoxloopCodec:
+    """Protocol v1 over one WebSocket: JSON control frames and binary PCM (or WebRTC audio).
+
+    The first ``session.update`` opens the session (its rates and audio path are fixed from then on);
+    later ones change its options. Audio, text and control before it are refused with a code."""
+
+    name = "session"
+
+    def __init__(self) -> None:
+        self.opened: OpenAudio | None = None
+
+    def decode(self, message: str | bytes) -> list[Meaning]:
+        if isinstance(message, bytes):
+            return [self._audio(message)]
+        parsed = parse_client(message)
+        match parsed:
+            case SessionUpdate():
+                return self._update(parsed)
+            case Ping(id=ident):
+                return [Reply(encode_pong(ident))]
+            case InputCommit():
+                return [self._open_or_refuse(CommitIn())]
+            case ResponseCancel():
+                return [self._open_or_refuse(CancelIn())]
+            case TextInput(text=text):
+                return [self._open_or_refuse(TextIn(text))]
+            case Say(text=text):
+                return [self._open_or_refuse(TextIn(text, verbatim=True))]
+            case PlaybackPosition(turn_id=tid, played_s=played):
+                return [self._open_or_refuse(PlaybackIn(tid, played))]
+            case WebRtcOffer(sdp=sdp):
+                opened = self._opened("not_configured")
+                if opened.path != "webrtc":
+                    raise ProtocolError(
+                        'webrtc.offer needs a session opened with "audio": "webrtc"', code="not_webrtc"
+                    )
+                return [RtcOffer(sdp)]
+
+    def _opened(self, code: str) -> OpenAudio:
+        if self.opened is None:
+            raise ProtocolError("send session.update before anything else", code=code)
+        return self.opened
+
+    def _open_or_refuse(self, item: Input) -> Input:
+        self._opened("not_configured")
+        return item
+
+    def _audio(self, data: bytes) -> WireAudio:
+        opened = self._opened("audio_before_config")
+        if opened.path != "websocket":
+            raise ProtocolError(
+                "this session takes its audio over WebRTC; binary frames are dropped", code="not_websocket"
+            )
+        return WireAudio(pcm_from_bytes(data, opened.input_rate))
+
+    def _update(self, update: SessionUpdate) -> list[Meaning]:
+        options = SessionOptions(profile=update.profile, instructions=update.system_prompt)
+        if self.opened is not None:
+            if (
+                update.input_sample_rate
+                or update.output_sample_rate
+                or update.audio not in (None, self.opened.path)
+            ):
+                raise ProtocolError(
+                    "sample rates and the audio path are fixed once the session is configured; "
+                    "reconnect to change them",
+                    code="already_configured",
+                )
+            return [ConfigureIn(options)]
+        if update.audio == "webrtc":
+            self.opened = OpenAudio(RTC_RATE, RTC_RATE, "webrtc")
+        else:
+            self.opened = OpenAudio(
+                update.input_sample_rate or 16000, update.output_sample_rate or 24000, "websocket"
+            )
+        return [self.opened, ConfigureIn(options)]
+
+    def encode(self, output: Output | RtcAnswer) -> list[Outgoing]:
+        match output:
+            case AudioFrame(pcm=pcm):
+                return [Outgoing(pcm_to_bytes(pcm), audio=True)]
+            case RtcAnswer(sdp=sdp):
+                return [Outgoing(encode_answer(sdp))]
+            case SessionReady() if self.opened is not None:
+                opened = self.opened
+                ready = dataclasses.replace(
+                    output, input_sample_rate=opened.input_rate, output_sample_rate=opened.output_rate
+                )
+                return [Outgoing(encode_event(ready))]
+            case _:
+                return [Outgoing(encode_event(output))]
+
+    def ended(self, hung_up: bool) -> None:
+        pass

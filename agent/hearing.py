@@ -1,0 +1,146 @@
+"""The input side of a session: the input buffer, VAD, the echo gate, and the ASR requests on it.
+
+Audio arrives at 16 kHz (agent.audio.INPUT_RATE) and is kept, addressable by sample position, for as
+long as an utterance can last. Each frame goes through the VAD (in the VAD queue's thread) and, while
+the agent's own audio may be echoing back, through the echo gate; the resulting ``VadFrame``s feed
+turn-taking. ASR passes are requests to the shared ASR engine: a final pass (a reply answers it), an
+overlap pass (what was said over the agent?) or a partial pass (the live transcript), in that order
+of priority; each is a future the session may cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import deque
+
+import numpy as np
+
+from agent.asr.base import AsrPurpose, AsrRequest, Transcript
+from agent.audio import INPUT_RATE, Pcm, pcm_to_float
+from agent.config import Settings
+from agent.echo import EchoGate, EchoGatePolicy
+from agent.engines import Engines
+from agent.vad.base import VadFrame
+
+ASR_TAIL_S = 0.15  # audio after the last speech frame given to ASR (the VAD releases a little early)
+
+
+class InputBuffer:
+    """The recent input stream, addressable by sample position. Keeps ``keep_samples`` at most."""
+
+    def __init__(self, keep_samples: int) -> None:
+        self._chunks: deque[tuple[int, Pcm]] = deque()
+        self._keep = keep_samples
+        self.end = 0  # samples received so far
+
+    def append(self, pcm: Pcm) -> int:
+        self._chunks.append((self.end, pcm))
+        self.end += len(pcm)
+        while self._chunks and self._chunks[0][0] + len(self._chunks[0][1]) < self.end - self._keep:
+            self._chunks.popleft()
+        return self.end
+
+    def slice(self, start: int, end: int) -> Pcm:
+        start, end = max(start, 0), min(end, self.end)
+        parts = [
+            pcm[max(start - pos, 0) : end - pos]
+            for pos, pcm in self._chunks
+            if pos < end and pos + len(pcm) > start
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int16)
+
+
+class Hearing:
+    def __init__(self, engines: Engines, settings: Settings) -> None:
+        self._engines = engines
+        self._settings = settings
+        self._vad = engines.vad.stream()
+        self.echo: EchoGate | None = None
+        if settings.echo_gate:
+            self.echo = EchoGate(EchoGatePolicy(max_delay_s=settings.echo_max_delay_s))
+        keep = int((settings.max_utterance_s + settings.preroll_s + 2.0) * INPUT_RATE)
+        self.buffer = InputBuffer(keep)
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)
+        self._partial: asyncio.Future[Transcript] | None = None
+        self._partial_at = 0
+        self._passes: set[asyncio.Future[Transcript]] = set()  # ASR passes not done yet
+
+    @property
+    def end(self) -> int:
+        """Samples heard so far (the input position)."""
+        return self.buffer.end
+
+    async def frames(self, pcm: Pcm, received_at: float) -> list[VadFrame]:
+        """Take one input chunk; return its VAD windows, gated by the echo gate. Cancel-safe: a
+        cancelled call has stored the audio, and its VAD result is dropped."""
+        end = self.buffer.append(pcm)
+        self._arrivals.append((end, received_at))
+        frames = await self._engines.vad.process(self._vad, pcm)
+        if self.echo is None:
+            return frames
+        gated = []
+        for frame in frames:
+            start = frame.end_sample - frame.samples
+            window = self.buffer.slice(start, frame.end_sample)
+            allowed = self.echo.allows(window, start, frame.end_sample)  # learns from every window
+            gated.append(dataclasses.replace(frame, gate=frame.gate and allowed))
+        return gated
+
+    def reference(self, frame: Pcm, sample_rate: int) -> None:
+        """The agent's audio as it leaves: the echo gate's far-end reference."""
+        if self.echo is not None and len(frame):
+            peak = float(np.abs(frame.astype(np.int32)).max()) / 32768.0
+            self.echo.reference(peak, self.buffer.end, len(frame) * INPUT_RATE // sample_rate)
+
+    def arrival_of(self, sample: int) -> float:
+        """When the server received the input frame holding ``sample``."""
+        for end, t in self._arrivals:
+            if end >= sample:
+                return t
+        return time.monotonic()
+
+    def transcribe(self, start: int, end: int, purpose: AsrPurpose) -> asyncio.Future[Transcript]:
+        """An ASR pass over [start, end) of the input (with the preroll before it). Cancelling the
+        future drops the request if it has not run yet."""
+        preroll = int(self._settings.preroll_s * INPUT_RATE)
+        audio = pcm_to_float(self.buffer.slice(start - preroll, end))
+        future = self._engines.asr.transcribe(AsrRequest(audio, purpose))
+        self._passes.add(future)
+        future.add_done_callback(self._passes.discard)
+        return future
+
+    def close(self) -> None:
+        """Cancel every ASR pass not done yet (the session is over: queued ones never run)."""
+        for future in list(self._passes):
+            future.cancel()
+
+    def tail(self, end: int) -> int:
+        """Where a pass over speech ending at ``end`` should stop (a little after it)."""
+        return end + int(ASR_TAIL_S * INPUT_RATE)
+
+    def partial_due(self, speaking: bool) -> bool:
+        """Whether a partial pass should start now: the user is speaking, it is time, and the ASR
+        queue is idle (a partial never makes another pass wait, and partials never pile up)."""
+        interval = int(self._settings.partial_interval_s * INPUT_RATE)
+        return (
+            interval > 0
+            and speaking
+            and self.buffer.end - self._partial_at >= interval
+            and (self._partial is None or self._partial.done())
+            and self._engines.asr.queue.pending == 0
+        )
+
+    def start_partial(self, speech_start: int) -> asyncio.Future[Transcript]:
+        self._partial_at = self.buffer.end
+        self._partial = self.transcribe(speech_start, self.buffer.end, AsrPurpose.PARTIAL)
+        return self._partial
+
+    def speech_started(self, start: int) -> None:
+        self._partial_at = start
+
+    def cancel_partial(self) -> None:
+        if self._partial is not None:
+            self._partial.cancel()
+            self._partial = None
