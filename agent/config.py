@@ -1,7 +1,9 @@
-"""Settings: one frozen dataclass, read from ``VOXLOOP_*`` environment variables and CLI flags.
+"""Settings, grouped by concern (server, vad, asr, llm, tts, turn, audio, phone, webrtc), read from
+``VOXLOOP_*`` environment variables and CLI flags; and the per-session options a conversation chooses.
 
-Every field has a help text; ``voxloop serve --help`` lists them all, with their environment variable
-(the field name upper-cased, prefixed ``VOXLOOP_``). CLI flags override the environment.
+Every field has a help text and one flat name (``asr.model`` is ``--asr-model`` and
+``VOXLOOP_ASR_MODEL``; ``turn.endpoint_silence_s`` is ``--endpoint-silence-s``); ``voxloop serve
+--help`` lists them all. CLI flags override the environment.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from agent.errors import ConfigError
 
@@ -74,13 +76,15 @@ def with_profile(policy: TurnPolicy, profile: str) -> TurnPolicy:
     return dataclasses.replace(policy, **changes)
 
 
-def _f(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+def _f(default: Any, help: str, *, flag: str | None = None) -> Any:
+    """A settings field: its help text and, where it is not the group's prefix + the field's name,
+    its flat name (the flag ``--NAME`` and the variable ``VOXLOOP_NAME``)."""
+    return field(default=default, metadata={"help": help, "flag": flag})
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
-    # -- server ------------------------------------------------------------------------------------
+class ServerSettings:
+    PREFIX: ClassVar[str] = ""
     host: str = _f("127.0.0.1", "address to listen on")
     port: int = _f(8000, "TCP port (0 picks a free one; the chosen port is logged)")
     max_message_bytes: int = _f(1 << 20, "largest WebSocket message accepted; larger closes with 1009")
@@ -88,55 +92,113 @@ class Settings:
         256 << 10,
         "bytes queued for one client above which its audio is dropped (it is not reading in real time)",
     )
-    # -- models ------------------------------------------------------------------------------------
-    vad_backend: str = _f("silero", "VAD backend (agent/engines.py: BACKENDS)")
-    asr_backend: str = _f("faster-whisper", "ASR backend (agent/engines.py: BACKENDS)")
-    llm_backend: str = _f("llama-cpp", "LLM backend (agent/engines.py: BACKENDS)")
-    tts_backend: str = _f("hibari", "TTS backend (agent/engines.py: BACKENDS)")
-    asr_max_batch: int = _f(1, "most ASR requests run as one batch (1 on a CPU: a batch only adds waiting)")
-    batch_window_s: float = _f(
-        0.0, "how long a model queue waits for more requests after the first (0: never; GPU batching)"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} out of range")
+
+
+@dataclass(frozen=True, slots=True)
+class VadSettings:
+    PREFIX: ClassVar[str] = "vad_"
+    backend: str = _f("silero", "VAD backend (agent/engines.py: BACKENDS)")
+    threshold: float = _f(0.5, "Silero speech probability that counts as speech")
+    release_threshold: float = _f(0.35, "probability under which speech counts as ended (hysteresis)")
+    webrtcvad_mode: int = _f(
+        2, "webrtcvad aggressiveness 0-3 (the cheap gate in front of Silero); -1 = off", flag="webrtcvad_mode"
     )
-    asr_model: str = _f(
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.release_threshold <= self.threshold < 1.0:
+            raise ConfigError("need 0 < vad_release_threshold <= vad_threshold < 1")
+        if self.webrtcvad_mode not in (-1, 0, 1, 2, 3):
+            raise ConfigError("webrtcvad_mode must be -1 (off) or 0..3")
+
+
+@dataclass(frozen=True, slots=True)
+class AsrSettings:
+    PREFIX: ClassVar[str] = "asr_"
+    backend: str = _f("faster-whisper", "ASR backend (agent/engines.py: BACKENDS)")
+    model: str = _f(
         "tiny.en",
         "ASR: 'tiny.en' or 'base' (embedded), a faster-whisper model folder, or a model name "
         "(needs a network the first time)",
     )
-    asr_compute_type: str = _f("int8", "CTranslate2 compute type for the ASR model")
-    asr_device: str = _f("cpu", "'cpu' or 'cuda'")
-    asr_threads: int = _f(2, "CPU threads for the ASR model")
-    asr_beam_size: int = _f(1, "beam size for the final transcript (1 = greedy, fastest)")
-    asr_language: str = _f("en", "spoken language code, or '' to detect it (multilingual models)")
-    asr_min_window_s: float = _f(
+    compute_type: str = _f("int8", "CTranslate2 compute type for the ASR model")
+    device: str = _f("cpu", "'cpu' or 'cuda'")
+    threads: int = _f(2, "CPU threads for the ASR model")
+    beam_size: int = _f(1, "beam size for the final transcript (1 = greedy, fastest)")
+    language: str = _f("en", "spoken language code, or '' to detect it (multilingual models)")
+    min_window_s: float = _f(
         10.0,
         "shortest Whisper window for short utterances (speed; see agent/asr/faster_whisper.py); 0 = 30 s",
     )
-    llm_model: str = _f(
+    max_batch: int = _f(1, "most ASR requests run as one batch (1 on a CPU: a batch only adds waiting)")
+    batch_window_s: float = _f(
+        0.0,
+        "how long the ASR queue waits for more requests after the first (0: never; GPU batching)",
+        flag="batch_window_s",
+    )
+    preroll_s: float = _f(0.25, "audio kept before detected speech start and given to ASR", flag="preroll_s")
+    partial_interval_s: float = _f(
+        1.0, "seconds between partial transcripts while the user speaks (0 = off)", flag="partial_interval_s"
+    )
+
+    def __post_init__(self) -> None:
+        if self.threads < 1 or self.max_batch < 1:
+            raise ConfigError("asr_threads and asr_max_batch must be >= 1")
+        if self.batch_window_s < 0:
+            raise ConfigError("batch_window_s must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class LlmSettings:
+    PREFIX: ClassVar[str] = "llm_"
+    backend: str = _f("llama-cpp", "LLM backend (agent/engines.py: BACKENDS)")
+    model: str = _f(
         "qwen", "LLM: 'qwen' (Qwen2.5-Coder-0.5B Q4_K_M, embedded), 'smollm2' (tiny, embedded) or a GGUF path"
     )
-    llm_threads: int = _f(2, "CPU threads for llama.cpp")
-    llm_context_tokens: int = _f(2048, "llama.cpp context window (n_ctx)")
-    llm_gpu_layers: int = _f(0, "layers offloaded to a GPU by llama.cpp (-1 = all)")
-    llm_state_cache_mb: int = _f(
+    threads: int = _f(2, "CPU threads for llama.cpp")
+    context_tokens: int = _f(2048, "llama.cpp context window (n_ctx)")
+    gpu_layers: int = _f(0, "layers offloaded to a GPU by llama.cpp (-1 = all)")
+    state_cache_mb: int = _f(
         256, "RAM for llama.cpp KV states, reused by the longest common prefix (per-session history); 0 = off"
     )
-    max_reply_tokens: int = _f(120, "most tokens the LLM may produce for one reply")
-    temperature: float = _f(0.5, "LLM sampling temperature")
-    system_prompt: str = _f(DEFAULT_SYSTEM_PROMPT, "the agent's persona and rules")
+    max_reply_tokens: int = _f(120, "most tokens the LLM may produce for one reply", flag="max_reply_tokens")
+    temperature: float = _f(0.5, "LLM sampling temperature", flag="temperature")
+    system_prompt: str = _f(DEFAULT_SYSTEM_PROMPT, "the agent's persona and rules", flag="system_prompt")
     memory_budget_tokens: int = _f(
-        1200, "context memory budget: system prompt + kept turns; the oldest turns are dropped beyond it"
+        1200,
+        "context memory budget: system prompt + kept turns; the oldest turns are dropped beyond it",
+        flag="memory_budget_tokens",
     )
-    tts_voice: str = _f("heart", "TTS voice (hibari: 'heart' is embedded)")
-    tts_speed: float = _f(1.0, "TTS speaking rate (0.5 slow .. 2.0 fast)")
-    max_tts_chars: int = _f(1000, "longest text one 'say' or 'text' message may carry")
-    # -- turn-taking -------------------------------------------------------------------------------
-    turn_profile: str = _f(
+
+    def __post_init__(self) -> None:
+        if self.threads < 1 or self.max_reply_tokens < 1:
+            raise ConfigError("llm_threads and max_reply_tokens must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class TtsSettings:
+    PREFIX: ClassVar[str] = "tts_"
+    backend: str = _f("hibari", "TTS backend (agent/engines.py: BACKENDS)")
+    voice: str = _f("heart", "TTS voice (hibari: 'heart' is embedded)")
+    speed: float = _f(1.0, "TTS speaking rate (0.5 slow .. 2.0 fast)")
+    max_chars: int = _f(1000, "longest text one 'say' or 'text' message may carry", flag="max_tts_chars")
+
+    def __post_init__(self) -> None:
+        if self.max_chars < 1:
+            raise ConfigError("max_tts_chars must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class TurnSettings:
+    PREFIX: ClassVar[str] = ""
+    profile: str = _f(
         "conversation",
-        "default turn-taking profile: conversation, tutoring or phone (PROFILES below)",
+        "default turn-taking profile: conversation, tutoring or phone (PROFILES above)",
+        flag="turn_profile",
     )
-    vad_threshold: float = _f(0.5, "Silero speech probability that counts as speech")
-    vad_release_threshold: float = _f(0.35, "probability under which speech counts as ended (hysteresis)")
-    webrtcvad_mode: int = _f(2, "webrtcvad aggressiveness 0-3 (the cheap gate in front of Silero); -1 = off")
     min_speech_s: float = _f(0.12, "speech shorter than this is noise, not the start of a turn")
     endpoint_silence_s: float = _f(
         0.7, "silence that ends the user's turn while the pause's transcript is not known yet"
@@ -150,9 +212,7 @@ class Settings:
     speculative_reply: bool = _f(
         True, "start the reply (LLM, TTS) when the pause's transcript is ready, hold it until the endpoint"
     )
-    preroll_s: float = _f(0.25, "audio kept before detected speech start and given to ASR")
     max_utterance_s: float = _f(30.0, "longest user utterance; the turn is ended there and answered")
-    partial_interval_s: float = _f(1.0, "seconds between partial transcripts while the user speaks (0 = off)")
     barge_in_min_speech_s: float = _f(0.1, "user speech over the agent this long pauses the agent's audio")
     barge_in_confirm_s: float = _f(
         0.7, "user speech over the agent this long interrupts it, whatever was said"
@@ -171,78 +231,155 @@ class Settings:
     echo_max_delay_s: float = _f(
         0.45, "longest echo delay the echo gate allows for (playout lead + network + echo)"
     )
-    # -- audio out ---------------------------------------------------------------------------------
-    playout_lead_s: float = _f(0.06, "how far ahead of real time agent audio is sent to the client")
-    input_queue_s: float = _f(2.0, "input audio buffered before the oldest is dropped (and counted)")
-    # -- telephony ---------------------------------------------------------------------------------
-    phone_profile: str = _f(
-        "phone", "turn-taking profile of phone calls (a call's 'profile' parameter overrides)"
-    )
-    phone_greeting: str = _f(
-        "", "what the agent says when a call connects (a call's 'greeting' parameter overrides)"
-    )
-    phone_stream_url: str = _f(
-        "",
-        "public wss:// URL of the media stream, put in the TwiML; empty: wss://<Host header>/twilio/media",
-    )
-    # -- WebRTC ------------------------------------------------------------------------------------
-    webrtc_ice_servers: str = _f(
-        "", "comma-separated STUN/TURN URLs for WebRTC peers; empty (the default) contacts no server"
-    )
-    webrtc_jitter_frames: int = _f(
-        1, "20 ms Opus frames the inbound jitter buffer waits for (aiortc's default is 4; docs/webrtc.md)"
-    )
-    webrtc_loopback_candidates: bool = _f(
-        True, "offer 127.0.0.1 as an ICE host candidate (aioice leaves it out; a same-host browser needs it)"
-    )
-    webrtc_playout_lead_s: float = _f(
-        0.02, "how far ahead of real time agent audio is handed to the WebRTC track (its own clock paces)"
-    )
 
     def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port {self.port} out of range")
-        if not 0.0 < self.vad_release_threshold <= self.vad_threshold < 1.0:
-            raise ConfigError("need 0 < vad_release_threshold <= vad_threshold < 1")
         for name in ("endpoint_silence_s", "endpoint_complete_s", "endpoint_incomplete_s"):
             if getattr(self, name) < 0.05:
                 raise ConfigError(f"{name} must be at least 0.05 s")
         if self.max_utterance_s <= 1:
             raise ConfigError("max_utterance_s must exceed 1 s")
-        if self.phone_profile not in PROFILES:
-            raise ConfigError(f"phone_profile {self.phone_profile!r}: use one of {', '.join(PROFILES)}")
-        if self.turn_profile not in PROFILES:
-            raise ConfigError(f"turn_profile {self.turn_profile!r}: use one of {', '.join(PROFILES)}")
-        if self.webrtcvad_mode not in (-1, 0, 1, 2, 3):
-            raise ConfigError("webrtcvad_mode must be -1 (off) or 0..3")
-        if not 1 <= self.webrtc_jitter_frames <= 8:
+        if self.profile not in PROFILES:
+            raise ConfigError(f"turn_profile {self.profile!r}: use one of {', '.join(PROFILES)}")
+
+
+@dataclass(frozen=True, slots=True)
+class AudioSettings:
+    PREFIX: ClassVar[str] = ""
+    playout_lead_s: float = _f(0.06, "how far ahead of real time agent audio is sent to the client")
+    input_queue_s: float = _f(2.0, "input audio buffered before the oldest is dropped (and counted)")
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneSettings:
+    PREFIX: ClassVar[str] = "phone_"
+    profile: str = _f("phone", "turn-taking profile of phone calls (a call's 'profile' parameter overrides)")
+    greeting: str = _f(
+        "", "what the agent says when a call connects (a call's 'greeting' parameter overrides)"
+    )
+    stream_url: str = _f(
+        "",
+        "public wss:// URL of the media stream, put in the TwiML; empty: wss://<Host header>/twilio/media",
+    )
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ConfigError(f"phone_profile {self.profile!r}: use one of {', '.join(PROFILES)}")
+
+
+@dataclass(frozen=True, slots=True)
+class WebRtcSettings:
+    PREFIX: ClassVar[str] = "webrtc_"
+    ice_servers: str = _f(
+        "", "comma-separated STUN/TURN URLs for WebRTC peers; empty (the default) contacts no server"
+    )
+    jitter_frames: int = _f(
+        1, "20 ms Opus frames the inbound jitter buffer waits for (aiortc's default is 4; docs/webrtc.md)"
+    )
+    loopback_candidates: bool = _f(
+        True, "offer 127.0.0.1 as an ICE host candidate (aioice leaves it out; a same-host browser needs it)"
+    )
+    playout_lead_s: float = _f(
+        0.02, "how far ahead of real time agent audio is handed to the WebRTC track (its own clock paces)"
+    )
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.jitter_frames <= 8:
             raise ConfigError("webrtc_jitter_frames must be 1..8")
-        if self.batch_window_s < 0:
-            raise ConfigError("batch_window_s must be >= 0")
-        for name in ("asr_threads", "llm_threads", "max_reply_tokens", "max_tts_chars", "asr_max_batch"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class FlatField:
+    """One setting as the command line and the environment name it: ``--NAME``, ``VOXLOOP_NAME``."""
+
+    name: str
+    group: str  # the Settings attribute holding it
+    field: dataclasses.Field[Any]
+
+    @property
+    def env(self) -> str:
+        return env_name(self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Process settings, grouped by concern; every field is a flag and a ``VOXLOOP_*`` variable
+    (``flat_fields``). What one conversation chooses for itself is ``SessionOptions``."""
+
+    server: ServerSettings = field(default_factory=ServerSettings)
+    vad: VadSettings = field(default_factory=VadSettings)
+    asr: AsrSettings = field(default_factory=AsrSettings)
+    llm: LlmSettings = field(default_factory=LlmSettings)
+    tts: TtsSettings = field(default_factory=TtsSettings)
+    turn: TurnSettings = field(default_factory=TurnSettings)
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    phone: PhoneSettings = field(default_factory=PhoneSettings)
+    webrtc: WebRtcSettings = field(default_factory=WebRtcSettings)
+
+    @classmethod
+    def of(cls, **flat: Any) -> Settings:
+        """Settings from flat names (``endpoint_silence_s=0.4``, ``asr_model="base"``); the rest default."""
+        by_name = {f.name: f for f in flat_fields()}
+        groups: dict[str, dict[str, Any]] = {g.name: {} for g in _GROUPS}
+        for name, value in flat.items():
+            if name not in by_name:
+                raise ConfigError(f"unknown setting {name!r}")
+            groups[by_name[name].group][by_name[name].field.name] = value
+        try:
+            built = {g.name: g.type_class(**groups[g.name]) for g in _GROUPS}
+        except TypeError as e:
+            raise ConfigError(str(e)) from e
+        return cls(**built)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from ``VOXLOOP_*`` variables, then ``overrides`` (CLI flags; None means unset)."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            raw = env.get(env_name(f.name))
+        for f in flat_fields():
+            raw = env.get(f.env)
             if raw is not None:
                 values[f.name] = parse_value(f, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls(**values)
-        except TypeError as e:
-            raise ConfigError(str(e)) from e
+        return cls.of(**values)
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its flat name."""
+        return {f.name: getattr(getattr(self, f.group), f.field.name) for f in flat_fields()}
 
     def describe(self) -> dict[str, Any]:
-        """Settings as a plain dict (for logs and session.created), the system prompt shortened."""
+        """Settings as a plain nested dict (for logs), the system prompt shortened."""
         out = dataclasses.asdict(self)
-        out["system_prompt"] = self.system_prompt[:80] + ("..." if len(self.system_prompt) > 80 else "")
+        prompt = self.llm.system_prompt
+        out["llm"]["system_prompt"] = prompt[:80] + ("..." if len(prompt) > 80 else "")
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    name: str
+    type_class: Any
+
+
+_GROUPS = (
+    _Group("server", ServerSettings),
+    _Group("vad", VadSettings),
+    _Group("asr", AsrSettings),
+    _Group("llm", LlmSettings),
+    _Group("tts", TtsSettings),
+    _Group("turn", TurnSettings),
+    _Group("audio", AudioSettings),
+    _Group("phone", PhoneSettings),
+    _Group("webrtc", WebRtcSettings),
+)
+
+
+def flat_fields() -> list[FlatField]:
+    """Every setting with its flat name, in the order ``voxloop serve --help`` lists them."""
+    out = []
+    for group in _GROUPS:
+        for f in dataclasses.fields(group.type_class):
+            out.append(FlatField(f.metadata.get("flag") or group.type_class.PREFIX + f.name, group.name, f))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,12 +399,12 @@ class SessionOptions:
             )
 
 
-def env_name(field_name: str) -> str:
-    return "VOXLOOP_" + field_name.upper()
+def env_name(flat_name: str) -> str:
+    return "VOXLOOP_" + flat_name.upper()
 
 
-def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
-    kind: type[Any] = type(f.default)
+def parse_value(f: FlatField, raw: str) -> Any:
+    kind: type[Any] = type(f.field.default)
     try:
         if kind is bool:
             word = raw.strip().lower()
@@ -276,4 +413,4 @@ def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
             return word in ("1", "true", "yes", "on")
         return kind(raw)
     except ValueError as e:
-        raise ConfigError(f"{env_name(f.name)}={raw!r}: expected {kind.__name__}") from e
+        raise ConfigError(f"{f.env}={raw!r}: expected {kind.__name__}") from e

@@ -242,12 +242,12 @@ class Engines:
 
 
 def load_tts(settings: Settings) -> Tts:
-    tts: Tts = load_backend("tts", settings.tts_backend, settings, None)
+    tts: Tts = load_backend("tts", settings.tts.backend, settings, None)
     return tts
 
 
 def load_asr(settings: Settings, progress: models.ProgressFactory | None = None) -> Asr:
-    asr: Asr = load_backend("asr", settings.asr_backend, settings, progress)
+    asr: Asr = load_backend("asr", settings.asr.backend, settings, progress)
     return asr
 
 
@@ -262,15 +262,15 @@ def load(settings: Settings, progress: models.ProgressFactory | None = None, *, 
         log.info("loaded %s in %.2f s", role, load_s[role])
         return out
 
-    vad = timed("vad", lambda: load_backend("vad", settings.vad_backend, settings, progress))
+    vad = timed("vad", lambda: load_backend("vad", settings.vad.backend, settings, progress))
     asr = timed("asr", lambda: load_asr(settings, progress))
-    llm = timed("llm", lambda: load_backend("llm", settings.llm_backend, settings, progress))
+    llm = timed("llm", lambda: load_backend("llm", settings.llm.backend, settings, progress))
     tts = timed("tts", lambda: load_tts(settings))
     if warm:
         timed("warmup", lambda: _warm(vad, asr, llm, tts, settings))
     return Engines(
         VadEngine(vad),
-        AsrEngine(asr, max_batch=settings.asr_max_batch, batch_window_s=settings.batch_window_s),
+        AsrEngine(asr, max_batch=settings.asr.max_batch, batch_window_s=settings.asr.batch_window_s),
         LlmEngine(llm),
         TtsEngine(tts),
         load_s,
@@ -282,6 +282,6 @@ def _warm(vad: VadModel, asr: Asr, llm: Llm, tts: Tts, settings: Settings) -> No
     asr.transcribe_batch([AsrRequest(np.zeros(16000, np.float32), AsrPurpose.FINAL)])
     tts.synthesize("Hello.")
     # Evaluates the system prompt once: its KV state is then reused by every first turn.
-    messages = (ChatMessage("system", settings.system_prompt), ChatMessage("user", "Hi."))
+    messages = (ChatMessage("system", settings.llm.system_prompt), ChatMessage("user", "Hi."))
     for _ in llm.stream(LlmRequest(messages, GenerationOptions(max_tokens=1)), lambda: False):
         pass

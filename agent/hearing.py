@@ -58,9 +58,9 @@ class Hearing:
         self._settings = settings
         self._vad = engines.vad.stream()
         self.echo: EchoGate | None = None
-        if settings.echo_gate:
-            self.echo = EchoGate(EchoGatePolicy(max_delay_s=settings.echo_max_delay_s))
-        keep = int((settings.max_utterance_s + settings.preroll_s + 2.0) * INPUT_RATE)
+        if settings.turn.echo_gate:
+            self.echo = EchoGate(EchoGatePolicy(max_delay_s=settings.turn.echo_max_delay_s))
+        keep = int((settings.turn.max_utterance_s + settings.asr.preroll_s + 2.0) * INPUT_RATE)
         self.buffer = InputBuffer(keep)
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)
         self._partial: asyncio.Future[Transcript] | None = None
@@ -104,7 +104,7 @@ class Hearing:
     def transcribe(self, start: int, end: int, purpose: AsrPurpose) -> asyncio.Future[Transcript]:
         """An ASR pass over [start, end) of the input (with the preroll before it). Cancelling the
         future drops the request if it has not run yet."""
-        preroll = int(self._settings.preroll_s * INPUT_RATE)
+        preroll = int(self._settings.asr.preroll_s * INPUT_RATE)
         audio = pcm_to_float(self.buffer.slice(start - preroll, end))
         future = self._engines.asr.transcribe(AsrRequest(audio, purpose))
         self._passes.add(future)
@@ -123,7 +123,7 @@ class Hearing:
     def partial_due(self, speaking: bool) -> bool:
         """Whether a partial pass should start now: the user is speaking, it is time, and the ASR
         queue is idle (a partial never makes another pass wait, and partials never pile up)."""
-        interval = int(self._settings.partial_interval_s * INPUT_RATE)
+        interval = int(self._settings.asr.partial_interval_s * INPUT_RATE)
         return (
             interval > 0
             and speaking

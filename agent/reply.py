@@ -186,7 +186,7 @@ class Reply:
             output.end_turn(tid)
             sent_s = await output.wait_done(tid)
             # wait_done returns when the last frame left; the listener hears it up to lead_s later.
-            await asyncio.sleep(self.ctx.settings.playout_lead_s)
+            await asyncio.sleep(self.ctx.settings.audio.playout_lead_s)
             full = self.heard.finished(sent_s)
             self.emit(ResponseAudioDone(tid, round(sent_s, 3)))
             self.emit(ResponseDone(tid, full, interrupted=False))
@@ -207,7 +207,7 @@ class Reply:
         settings = self.ctx.settings
         request = LlmRequest(
             self.ctx.memory.render(pending_user=self._user_text),
-            GenerationOptions(settings.max_reply_tokens, settings.temperature),
+            GenerationOptions(settings.llm.max_reply_tokens, settings.llm.temperature),
         )
         started = time.perf_counter()
         chunker = ClauseChunker()
@@ -232,7 +232,7 @@ class Reply:
 
     async def _synthesize(self, clauses: asyncio.Queue[str | None]) -> None:
         tts = self.ctx.engines.tts
-        options = TtsOptions(self.ctx.settings.tts_speed)
+        options = TtsOptions(self.ctx.settings.tts.speed)
         tts_ms = 0.0
         first = True
         while (clause := await clauses.get()) is not None:

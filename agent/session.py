@@ -162,22 +162,24 @@ class Session:
         self._output = output
         self._emit = Outbox(emit)
         self._base_policy = TurnPolicy(
-            threshold=settings.vad_threshold,
-            release_threshold=settings.vad_release_threshold,
-            min_speech_s=settings.min_speech_s,
-            endpoint_silence_s=settings.endpoint_silence_s,
-            endpoint_complete_s=settings.endpoint_complete_s,
-            endpoint_incomplete_s=settings.endpoint_incomplete_s,
-            max_utterance_s=settings.max_utterance_s,
-            barge_in_min_speech_s=settings.barge_in_min_speech_s,
-            barge_in_confirm_s=settings.barge_in_confirm_s,
-            false_interruption_timeout_s=settings.false_interruption_timeout_s,
-            backchannels=frozenset(w.strip().lower() for w in settings.backchannels.split(",") if w.strip()),
+            threshold=settings.vad.threshold,
+            release_threshold=settings.vad.release_threshold,
+            min_speech_s=settings.turn.min_speech_s,
+            endpoint_silence_s=settings.turn.endpoint_silence_s,
+            endpoint_complete_s=settings.turn.endpoint_complete_s,
+            endpoint_incomplete_s=settings.turn.endpoint_incomplete_s,
+            max_utterance_s=settings.turn.max_utterance_s,
+            barge_in_min_speech_s=settings.turn.barge_in_min_speech_s,
+            barge_in_confirm_s=settings.turn.barge_in_confirm_s,
+            false_interruption_timeout_s=settings.turn.false_interruption_timeout_s,
+            backchannels=frozenset(
+                w.strip().lower() for w in settings.turn.backchannels.split(",") if w.strip()
+            ),
         )
-        self.profile = settings.turn_profile
+        self.profile = settings.turn.profile
         self.turns = TurnTaking(with_profile(self._base_policy, self.profile))
         self.memory = Memory(
-            settings.system_prompt, settings.memory_budget_tokens, engines.llm.model.count_tokens
+            settings.llm.system_prompt, settings.llm.memory_budget_tokens, engines.llm.model.count_tokens
         )
         self.hearing = Hearing(engines, settings)
         if self.hearing.echo is not None:
@@ -188,7 +190,7 @@ class Session:
         # bound is in samples, whatever length the transport's frames have.
         self._inbox: deque[_InboxItem] = deque()
         self._inbox_samples = 0
-        self._inbox_max_samples = max(INPUT_RATE // 10, int(settings.input_queue_s * INPUT_RATE))
+        self._inbox_max_samples = max(INPUT_RATE // 10, int(settings.audio.input_queue_s * INPUT_RATE))
         self._inbox_ready = asyncio.Event()
         self.dropped_input_frames = 0
         self._tasks: asyncio.TaskGroup | None = None
@@ -210,9 +212,9 @@ class Session:
                 while self._inbox_samples > self._inbox_max_samples:
                     self._drop_oldest_audio()
             case TextIn(text=text):
-                if len(text) > self.settings.max_tts_chars:
+                if len(text) > self.settings.tts.max_chars:
                     raise LimitError(
-                        f"text of {len(text)} characters; the limit is {self.settings.max_tts_chars}",
+                        f"text of {len(text)} characters; the limit is {self.settings.tts.max_chars}",
                         code="text_too_long",
                     )
                 if not text.strip():
@@ -379,7 +381,7 @@ class Session:
     # -- turns ------------------------------------------------------------------------------------
     def _speculate(self, tid: int, start: int, end: int) -> None:
         pause = self._pause
-        if not self.settings.speculative_reply or pause is None or not pause.matches(tid, start, end):
+        if not self.settings.turn.speculative_reply or pause is None or not pause.matches(tid, start, end):
             return
         if pause.reply is None and any(c.isalnum() for c in pause.asr.result().text):
             timeline = Timeline(self.hearing.arrival_of(end))
@@ -396,7 +398,7 @@ class Session:
         endpoint_at = time.monotonic()
         self._emit(SpeechStopped(tid, end / INPUT_RATE, reason))
         if reason == "max_length":
-            limit = self.settings.max_utterance_s
+            limit = self.settings.turn.max_utterance_s
             self._emit(
                 Error(
                     tid, "utterance_too_long", f"the utterance reached {limit:g} s; answering what was said"

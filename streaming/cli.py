@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import functools
 import logging
 import sys
@@ -21,7 +20,7 @@ import numpy as np
 
 from agent import __version__, models
 from agent.audio import float_to_pcm, pcm_to_float
-from agent.config import Settings, env_name, parse_value
+from agent.config import FlatField, Settings, flat_fields, parse_value
 from agent.errors import VoxloopError
 from streaming.codecs import resample
 
@@ -41,7 +40,7 @@ class _Bar(models.Progress):
         self._bar.close()
 
 
-def _flag_value(f: dataclasses.Field[Any], raw: str) -> Any:
+def _flag_value(f: FlatField, raw: str) -> Any:
     try:
         return parse_value(f, raw)
     except VoxloopError as e:
@@ -51,17 +50,15 @@ def _flag_value(f: dataclasses.Field[Any], raw: str) -> Any:
 def _settings_parser() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("settings (each also an environment variable)")
-    for f in dataclasses.fields(Settings):
-        flag = "--" + f.name.replace("_", "-")
+    for f in flat_fields():
+        help_text, default = f.field.metadata.get("help", ""), f.field.default
         group.add_argument(
-            flag,
+            "--" + f.name.replace("_", "-"),
             dest=f.name,
             type=functools.partial(_flag_value, f),
             default=None,
-            metavar=type(f.default).__name__.upper(),
-            help=f"{f.metadata.get('help', '')} [{env_name(f.name)}; default: {f.default!r}]".replace(
-                "%", "%%"
-            ),
+            metavar=type(default).__name__.upper(),
+            help=f"{help_text} [{f.env}; default: {default!r}]".replace("%", "%%"),
         )
     parent.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parent
@@ -120,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for chatty in ("aioice", "aiortc"):  # every ICE check at INFO; their warnings still show
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
+    overrides = {f.name: getattr(args, f.name) for f in flat_fields()}
     try:
         settings = Settings.from_env(**overrides)
         handler = {
@@ -148,8 +145,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def _models(settings: Settings, args: argparse.Namespace) -> int:
     wanted = {
-        "asr": models.resolve_name(settings.asr_model),
-        "llm": models.resolve_name(settings.llm_model),
+        "asr": models.resolve_name(settings.asr.model),
+        "llm": models.resolve_name(settings.llm.model),
         "tts": models.CATALOGUE["hibari-heart"],
         "vad": models.CATALOGUE["silero-vad-v6"],
     }
@@ -171,7 +168,7 @@ def _models(settings: Settings, args: argparse.Namespace) -> int:
             log.info(
                 "%s: %s is not an embedded model; nothing to %s",
                 role,
-                getattr(settings, f"{role}_model"),
+                getattr(settings, role).model,
                 args.action,
             )
             continue

@@ -227,8 +227,8 @@ class Connection:
         self.id = uuid.uuid4().hex[:12]
         self.writer = Writer(
             socket,
-            high_water_bytes=settings.outbound_high_water_bytes,
-            low_water_bytes=settings.outbound_high_water_bytes // 4,
+            high_water_bytes=settings.server.outbound_high_water_bytes,
+            low_water_bytes=settings.server.outbound_high_water_bytes // 4,
         )
         self.session: Session | None = None
         self.peer: RtcPeer | None = None
@@ -314,11 +314,11 @@ class Connection:
             output = PacedOutput(
                 RTC_RATE,
                 lambda frame: track.push(pcm_to_bytes(frame.pcm)),
-                lead_s=self.settings.webrtc_playout_lead_s,
+                lead_s=self.settings.webrtc.playout_lead_s,
                 on_clear=track.clear,
             )
         else:
-            output = PacedOutput(audio.output_rate, self._frame, lead_s=self.settings.playout_lead_s)
+            output = PacedOutput(audio.output_rate, self._frame, lead_s=self.settings.audio.playout_lead_s)
         self._resampler = StreamResampler(audio.input_rate, INPUT_RATE)
         self.session = Session(self.engines, self.settings, output, self._event, session_id=self.id)
         self._own(output.run(), "playout")

@@ -69,7 +69,7 @@ def offer_loopback_candidates(enabled: bool) -> None:
 
 
 def rtc_configuration(settings: Settings) -> RTCConfiguration:
-    urls = [u.strip() for u in settings.webrtc_ice_servers.split(",") if u.strip()]
+    urls = [u.strip() for u in settings.webrtc.ice_servers.split(",") if u.strip()]
     return RTCConfiguration(iceServers=[RTCIceServer(urls=urls)] if urls else [])
 
 
@@ -193,7 +193,7 @@ class RtcPeer:
         for transceiver in self._pc.getTransceivers():
             if transceiver.kind == "audio":
                 transceiver.direction = "sendrecv"
-                set_jitter_buffer(transceiver.receiver, self.settings.webrtc_jitter_frames)
+                set_jitter_buffer(transceiver.receiver, self.settings.webrtc.jitter_frames)
         answer = await self._pc.createAnswer()
         await self._pc.setLocalDescription(answer)  # gathers candidates (no trickle)
         return str(self._pc.localDescription.sdp)

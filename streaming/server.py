@@ -145,9 +145,9 @@ def create_app(settings: Settings, engines: Engines, frontend_dir: Path = FRONTE
     @app.api_route(TWIML_PATH, methods=["GET", "POST"], response_class=Response)
     async def twiml(request: Request) -> Response:
         """The TwiML for an incoming call: connect it to this server's media stream."""
-        url = settings.phone_stream_url
+        url = settings.phone.stream_url
         if not url:
-            host = request.headers.get("host", f"{settings.host}:{settings.port}")
+            host = request.headers.get("host", f"{settings.server.host}:{settings.server.port}")
             url = f"wss://{host}{TWILIO_MEDIA_PATH}"
         return Response(twiml_connect(url), headers={"content-type": "text/xml"})
 
@@ -181,13 +181,13 @@ class _Server(uvicorn.Server):
 
 async def serve_forever(settings: Settings, engines: Engines) -> None:
     """Listen until SIGINT/SIGTERM; then close every session and return."""
-    offer_loopback_candidates(settings.webrtc_loopback_candidates)
+    offer_loopback_candidates(settings.webrtc.loopback_candidates)
     app = create_app(settings, engines)
-    sock = socket.create_server((settings.host, settings.port))
+    sock = socket.create_server((settings.server.host, settings.server.port))
     config = uvicorn.Config(
         app,
         ws="websockets-sansio",
-        ws_max_size=settings.max_message_bytes,
+        ws_max_size=settings.server.max_message_bytes,
         ws_per_message_deflate=False,  # PCM does not compress; deflate only adds latency
         http="h11",
         lifespan="off",
@@ -207,6 +207,6 @@ async def serve_forever(settings: Settings, engines: Engines) -> None:
     if server.started:
         port = sock.getsockname()[1]
         log.info("serving on http://%s:%d (WebSocket %s); peak RSS with models %.0f MB",
-                 settings.host, port, WS_PATH, peak_rss_mb())  # fmt: skip
+                 settings.server.host, port, WS_PATH, peak_rss_mb())  # fmt: skip
     await serving
     log.info("stopped")

@@ -111,21 +111,21 @@ class FasterWhisperAsr:
 
 
 def load(settings: Settings, progress: models.ProgressFactory | None = None) -> FasterWhisperAsr:
-    """The ASR model ``settings.asr_model`` names: embedded ('tiny.en', 'base'), a folder, or a hub name."""
-    entry = models.resolve_name(settings.asr_model)
+    """The ASR model ``settings.asr.model`` names: embedded ('tiny.en', 'base'), a folder, or a hub name."""
+    entry = models.resolve_name(settings.asr.model)
     if entry is not None:
         if entry.role != "asr":
-            raise ConfigError(f"asr_model {settings.asr_model!r} is a {entry.role} model")
+            raise ConfigError(f"asr_model {settings.asr.model!r} is a {entry.role} model")
         source, name = str(models.prepare(entry, progress)), entry.name
     else:
-        source, name = settings.asr_model, Path(settings.asr_model).name  # a folder or a hub name
+        source, name = settings.asr.model, Path(settings.asr.model).name  # a folder or a hub name
     return FasterWhisperAsr(
         source,
         name=name,
-        device=settings.asr_device,
-        compute_type=settings.asr_compute_type,
-        threads=settings.asr_threads,
-        beam_size=settings.asr_beam_size,
-        language=settings.asr_language,
-        min_window_s=settings.asr_min_window_s,
+        device=settings.asr.device,
+        compute_type=settings.asr.compute_type,
+        threads=settings.asr.threads,
+        beam_size=settings.asr.beam_size,
+        language=settings.asr.language,
+        min_window_s=settings.asr.min_window_s,
     )

@@ -108,24 +108,24 @@ class LlamaCppLlm:
 
 
 def load(settings: Settings, progress: models.ProgressFactory | None = None) -> LlamaCppLlm:
-    """The GGUF model ``settings.llm_model`` names: embedded ('qwen', 'smollm2') or a file path."""
-    entry = models.resolve_name(settings.llm_model)
+    """The GGUF model ``settings.llm.model`` names: embedded ('qwen', 'smollm2') or a file path."""
+    entry = models.resolve_name(settings.llm.model)
     if entry is not None:
         if entry.role != "llm":
-            raise ConfigError(f"llm_model {settings.llm_model!r} is a {entry.role} model")
+            raise ConfigError(f"llm_model {settings.llm.model!r} is a {entry.role} model")
         path, name = models.prepare(entry, progress), entry.name
     else:
-        path = Path(settings.llm_model)
+        path = Path(settings.llm.model)
         if not path.is_file():
             raise ConfigError(
-                f"llm_model {settings.llm_model!r} is neither an embedded model nor a GGUF file"
+                f"llm_model {settings.llm.model!r} is neither an embedded model nor a GGUF file"
             )
         name = path.stem
     return LlamaCppLlm(
         path,
         name=name,
-        threads=settings.llm_threads,
-        context_tokens=settings.llm_context_tokens,
-        gpu_layers=settings.llm_gpu_layers,
-        state_cache_mb=settings.llm_state_cache_mb,
+        threads=settings.llm.threads,
+        context_tokens=settings.llm.context_tokens,
+        gpu_layers=settings.llm.gpu_layers,
+        state_cache_mb=settings.llm.state_cache_mb,
     )

@@ -61,6 +61,6 @@ class HibariTts:
 
 
 def load(settings: Settings, progress: models.ProgressFactory | None = None) -> HibariTts:
-    if settings.tts_voice == "heart":
+    if settings.tts.voice == "heart":
         models.prepare(models.CATALOGUE["hibari-heart"])  # verify the bundled model's sha256
-    return HibariTts(settings.tts_voice, speed=settings.tts_speed)
+    return HibariTts(settings.tts.voice, speed=settings.tts.speed)

@@ -66,4 +66,4 @@ class SileroStream:
 
 
 def load(settings: Settings, progress: models.ProgressFactory | None = None) -> SileroVad:
-    return SileroVad(models.prepare(models.CATALOGUE["silero-vad-v6"], progress), settings.webrtcvad_mode)
+    return SileroVad(models.prepare(models.CATALOGUE["silero-vad-v6"], progress), settings.vad.webrtcvad_mode)

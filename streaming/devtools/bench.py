@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -35,7 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from agent.audio import Pcm, float_to_pcm
-from agent.config import Settings
+from agent.config import Settings, flat_fields
 from agent.events import STAGES
 from agent.tts.base import Tts
 from streaming.codecs import resample
@@ -319,7 +318,7 @@ def table(summary: dict[str, Any]) -> str:
 def server_flags(args: Any) -> list[str]:
     """The settings flags given to bench, passed on to the server it starts."""
     flags: list[str] = []
-    for f in dataclasses.fields(Settings):
+    for f in flat_fields():
         value = getattr(args, f.name, None)
         if value is not None and f.name not in ("host", "port"):
             flags += [

@@ -100,8 +100,8 @@ class PhoneCodec:
                 code="unsupported_sample_rate",
             )
         options = SessionOptions(
-            profile=start.parameters.get("profile") or self.settings.phone_profile,
-            greeting=start.parameters.get("greeting") or self.settings.phone_greeting or None,
+            profile=start.parameters.get("profile") or self.settings.phone.profile,
+            greeting=start.parameters.get("greeting") or self.settings.phone.greeting or None,
         )
         self.started = True
         self.call_id, self.stream_id = start.call_id, start.stream_id

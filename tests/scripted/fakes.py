@@ -116,7 +116,7 @@ def fast_settings(**kw: object) -> Settings:
         "playout_lead_s": 0.02,
     }
     base.update(kw)
-    return Settings(**base)  # type: ignore[arg-type]
+    return Settings.of(**base)
 
 
 def speech(seconds: float) -> npt.NDArray[np.int16]:

@@ -68,7 +68,7 @@ async def harness(**settings: object) -> AsyncIterator[Harness]:
     engines = fake_engines()
     s = fast_settings(**settings)
     frames: list[AudioFrame] = []
-    output = PacedOutput(16000, frames.append, lead_s=s.playout_lead_s)
+    output = PacedOutput(16000, frames.append, lead_s=s.audio.playout_lead_s)
     h = Harness(None, output, frames=frames)  # type: ignore[arg-type]
     h.session = Session(engines, s, output, h.emit, session_id="test")
     h.session.push(ConfigureIn(SessionOptions()))

@@ -61,7 +61,7 @@ def test_decoded_stereo_frames_become_mono() -> None:
 
 def test_no_ice_server_unless_configured() -> None:
     assert rtc_configuration(Settings()).iceServers == []
-    configured = rtc_configuration(Settings(webrtc_ice_servers="stun:10.0.0.1:3478"))
+    configured = rtc_configuration(Settings.of(webrtc_ice_servers="stun:10.0.0.1:3478"))
     assert configured.iceServers is not None and configured.iceServers[0].urls == ["stun:10.0.0.1:3478"]
 
 
