@@ -107,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure barge-in instead (stop latency, false interruptions with echo, backchannels)",
     )
     b.add_argument("--extra-sessions", type=int, default=0, help="then hold N more sessions; RSS per session")
+    b.add_argument(
+        "--front",
+        action="store_true",
+        help="measure the front instead: server CPU per 20 ms frame in and out, ping round trip, pacing",
+    )
+    b.add_argument("--seconds", type=float, default=20.0, help="--front: seconds per phase")
+    b.add_argument("--pid", type=int, default=0, help="--front with --url: the server's pid (for its CPU)")
     return parser
 
 

@@ -355,6 +355,8 @@ def main(args: Any, settings: Settings) -> int:
     url = args.url or (started.ws if started else "")
     if args.barge_in:
         return _barge_in(args, url, started, flags)
+    if args.front:
+        return _front(args, url, started, flags)
     plan = Plan(url, args.turns, args.concurrency, args.transport)
     try:
         before = health(url)
@@ -384,6 +386,20 @@ def main(args: Any, settings: Settings) -> int:
     out = _save(args.out, "bench.json", report)
     plot(report, out / "bench.png")
     sys.stdout.write(table(summary) + f"\n(saved {out / 'bench.json'} and {out / 'bench.png'})\n")
+    return 0
+
+
+def _front(args: Any, url: str, started: LocalServer | None, flags: list[str]) -> int:
+    from streaming.devtools import frontbench
+
+    pid = started.process.pid if started is not None else args.pid
+    try:
+        report = frontbench.run(url, pid, args.concurrency, args.seconds)
+    finally:
+        if started is not None:
+            started.stop()
+    out = _save(args.out, "front.json", {"conditions": _conditions(args, flags, server_pid=pid), **report})
+    sys.stdout.write(frontbench.table(report) + f"\n(saved {out / 'front.json'})\n")
     return 0
 
 
