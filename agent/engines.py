@@ -187,7 +187,7 @@ class LlmEngine:
 
     def _serve(self, jobs: list[Job[LlmRequest]]) -> None:
         for job in jobs:
-            for output in self.model.stream(job.request, lambda job=job: job.cancelled):  # type: ignore[misc]
+            for output in self.model.stream(job.request, job.cancelled):
                 job.deliver(output)
 
 
@@ -206,7 +206,7 @@ class TtsEngine:
 
     def _serve(self, jobs: list[Job[TtsRequest]]) -> None:
         for job in jobs:
-            for chunk in self.model.stream(job.request, lambda job=job: job.cancelled):  # type: ignore[misc]
+            for chunk in self.model.stream(job.request, job.cancelled):
                 job.deliver(chunk)
 
 

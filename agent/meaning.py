@@ -5,8 +5,11 @@ the next step, ../shared/LATENCY.md.)"""
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from agent.config import TurnPolicy
+
+Overlap = Literal["noise", "echo", "backchannel", "interruption"]
 
 # Words after which a sentence is very likely to go on, even when the ASR put a period there.
 _DANGLING = frozenset(
@@ -26,7 +29,7 @@ def transcript_complete(text: str) -> bool:
     return bool(words) and words[-1].lower().strip(",;:") not in _DANGLING
 
 
-def classify_overlap(text: str, duration_s: float, policy: TurnPolicy, agent_text: str = "") -> str:
+def classify_overlap(text: str, duration_s: float, policy: TurnPolicy, agent_text: str = "") -> Overlap:
     """What speech over the agent was: "noise" (no words), "echo" (mostly the agent's own recent
     words: its voice came back into the input), "backchannel" (only words from the backchannel list,
     and short), or "interruption" (anything else)."""

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.errors import ModelError
+from agent.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,18 @@ def home() -> Path:
 def resolve_name(name: str) -> EmbeddedModel | None:
     """The catalogue entry for a name or alias, or None when ``name`` is not an embedded model."""
     return CATALOGUE.get(ALIASES.get(name, name))
+
+
+def prepare_named(role: str, name: str, progress: ProgressFactory | None = None) -> tuple[Path, str] | None:
+    """The prepared path and name of the embedded ``role`` model ``name`` names (a setting's value),
+    or None when it names no embedded model (a folder, a file, a hub name). ConfigError when it
+    names an embedded model of another role."""
+    entry = resolve_name(name)
+    if entry is None:
+        return None
+    if entry.role != role:
+        raise ConfigError(f"{role}_model {name!r} is a {entry.role} model")
+    return prepare(entry, progress), entry.name
 
 
 def locate(part: Part) -> Path:

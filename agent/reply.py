@@ -44,7 +44,7 @@ from agent.heard import Heard
 from agent.io import AudioOutput, EventSink
 from agent.llm.base import GenerationOptions, LlmRequest, TextDelta
 from agent.memory import Memory
-from agent.tts.base import TtsOptions, TtsRequest, pause_after, trim_silence
+from agent.tts.base import TtsOptions, TtsRequest, WordTiming, pause_after, shift_words, speech_bounds
 
 log = logging.getLogger(__name__)
 
@@ -239,12 +239,17 @@ class Reply:
             self.timeline.mark("first_clause")
             started = time.perf_counter()
             parts = []
-            words = None
+            words: list[WordTiming] | None = []  # None once a chunk comes without timings
+            made_s = 0.0  # audio of this clause so far: where the next chunk's word timings start
             async with tts.synthesize(TtsRequest(clause, self.ctx.voice, options, first=first)) as stream:
                 try:
                     async for chunk in stream:
                         parts.append(chunk.audio)
-                        words = chunk.words if len(parts) == 1 else None  # timings of one-chunk clauses
+                        if words is not None and chunk.words is not None:
+                            words += shift_words(list(chunk.words), made_s, float("inf"))
+                        else:
+                            words = None
+                        made_s += len(chunk.audio) / chunk.sample_rate
                 except VoxloopError:
                     raise
                 except Exception as e:
@@ -254,12 +259,15 @@ class Reply:
             tts_ms += (time.perf_counter() - started) * 1000.0
             self.timeline.mark("tts_first_audio")
             audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-            audio = trim_silence(audio, tts.sample_rate, tail_s=pause_after(clause))
+            start, end = speech_bounds(audio, tts.sample_rate, tail_s=pause_after(clause))
+            audio = audio[start:end]
             if len(audio) == 0:
                 continue
             if not self.heard.clauses:
                 self.emit(ResponseAudioStarted(self.turn_id, tts.sample_rate))
-            self.heard.spoke(clause, len(audio) / tts.sample_rate, words)
+            duration_s = len(audio) / tts.sample_rate
+            timings = None if not words else shift_words(words, -start / tts.sample_rate, duration_s)
+            self.heard.spoke(clause, duration_s, timings)
             self.push(AudioChunk(float_to_pcm(audio), tts.sample_rate))
         self.timeline.durations_ms["tts"] = round(tts_ms, 1)
 

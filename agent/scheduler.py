@@ -49,8 +49,8 @@ class Job(Generic[Req]):
         self._finished = False
         self.started_at: float | None = None  # monotonic, when the worker took it
 
-    @property
     def cancelled(self) -> bool:
+        """Whether the job was cancelled (a backend polls this between tokens or chunks)."""
         return self._cancelled.is_set()
 
     def cancel(self) -> None:
@@ -59,7 +59,7 @@ class Job(Generic[Req]):
 
     def deliver(self, item: object) -> None:
         """A result (the whole result, or the next chunk of a streamed one). Dropped once cancelled."""
-        if not self.cancelled:
+        if not self.cancelled():
             self._deliver(item)
 
     def finish(self, error: BaseException | None = None) -> None:
@@ -166,9 +166,9 @@ class RoleQueue(Generic[Req]):
 
     def _work(self) -> None:
         while (taken := self._take_batch()) is not None:
-            batch = [job for job in taken if not job.cancelled]  # cancelled while being taken
+            batch = [job for job in taken if not job.cancelled()]  # cancelled while being taken
             for job in taken:
-                if job.cancelled:
+                if job.cancelled():
                     job.finish(None)
             if not batch:
                 with self._cond:

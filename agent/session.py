@@ -208,9 +208,9 @@ class Session:
         input that cannot be accepted (the session goes on)."""
         match item:
             case AudioIn(pcm=pcm):
+                while self._inbox_samples + len(pcm) > self._inbox_max_samples and self._drop_oldest_audio():
+                    pass
                 self._inbox_samples += len(pcm)
-                while self._inbox_samples > self._inbox_max_samples:
-                    self._drop_oldest_audio()
             case TextIn(text=text):
                 if len(text) > self.settings.tts.max_chars:
                     raise LimitError(
@@ -229,13 +229,15 @@ class Session:
         """Inputs queued and not yet taken by the input task."""
         return len(self._inbox)
 
-    def _drop_oldest_audio(self) -> None:
-        oldest = next(i for i, item in enumerate(self._inbox) if isinstance(item, AudioIn))
-        dropped = self._inbox[oldest]
-        assert isinstance(dropped, AudioIn)  # noqa: S101 - found by that test just above
-        del self._inbox[oldest]
-        self._inbox_samples -= len(dropped.pcm)
-        self.dropped_input_frames += 1
+    def _drop_oldest_audio(self) -> bool:
+        """Drop the oldest queued audio; False when there is none."""
+        for i, queued in enumerate(self._inbox):
+            if isinstance(queued, AudioIn):
+                del self._inbox[i]
+                self._inbox_samples -= len(queued.pcm)
+                self.dropped_input_frames += 1
+                return True
+        return False
 
     async def run(self) -> None:
         """Run until cancelled. Cancelling ends every task of the session and awaits them."""

@@ -26,7 +26,6 @@ from faster_whisper.tokenizer import Tokenizer
 from agent import models
 from agent.asr.base import ASR_RATE, AsrPurpose, AsrRequest, Transcript
 from agent.config import Settings
-from agent.errors import ConfigError
 
 WINDOW_PAD_S = 3.0  # silence after the speech inside the window: where Whisper learned to stop
 TOKENS_PER_S = 8.0  # generous speech rate; a decode longer than this (x audio) is a repetition loop
@@ -112,11 +111,9 @@ class FasterWhisperAsr:
 
 def load(settings: Settings, progress: models.ProgressFactory | None = None) -> FasterWhisperAsr:
     """The ASR model ``settings.asr.model`` names: embedded ('tiny.en', 'base'), a folder, or a hub name."""
-    entry = models.resolve_name(settings.asr.model)
-    if entry is not None:
-        if entry.role != "asr":
-            raise ConfigError(f"asr_model {settings.asr.model!r} is a {entry.role} model")
-        source, name = str(models.prepare(entry, progress)), entry.name
+    embedded = models.prepare_named("asr", settings.asr.model, progress)
+    if embedded is not None:
+        source, name = str(embedded[0]), embedded[1]
     else:
         source, name = settings.asr.model, Path(settings.asr.model).name  # a folder or a hub name
     return FasterWhisperAsr(

@@ -109,11 +109,9 @@ class LlamaCppLlm:
 
 def load(settings: Settings, progress: models.ProgressFactory | None = None) -> LlamaCppLlm:
     """The GGUF model ``settings.llm.model`` names: embedded ('qwen', 'smollm2') or a file path."""
-    entry = models.resolve_name(settings.llm.model)
-    if entry is not None:
-        if entry.role != "llm":
-            raise ConfigError(f"llm_model {settings.llm.model!r} is a {entry.role} model")
-        path, name = models.prepare(entry, progress), entry.name
+    embedded = models.prepare_named("llm", settings.llm.model, progress)
+    if embedded is not None:
+        path, name = embedded
     else:
         path = Path(settings.llm.model)
         if not path.is_file():

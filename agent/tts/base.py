@@ -72,13 +72,37 @@ def trim_silence(
     hibari pads each synthesis with ~300 ms of silence before and ~440 ms after the speech: left in,
     the leading part adds straight to voice-to-voice latency and the trailing part to every clause gap.
     """
+    start, end = speech_bounds(
+        audio, sample_rate, threshold_dbfs=threshold_dbfs, lead_s=lead_s, tail_s=tail_s
+    )
+    return audio[start:end]
+
+
+def speech_bounds(
+    audio: npt.NDArray[np.float32],
+    sample_rate: int,
+    *,
+    threshold_dbfs: float = -50.0,
+    lead_s: float = 0.015,
+    tail_s: float = 0.15,
+) -> tuple[int, int]:
+    """The sample range ``trim_silence`` keeps ((0, 0) for silence alone)."""
     level = 10.0 ** (threshold_dbfs / 20.0)
     loud = np.nonzero(np.abs(audio) > level)[0]
     if len(loud) == 0:
-        return audio[:0]
+        return 0, 0
     start = max(0, int(loud[0]) - int(lead_s * sample_rate))
     end = min(len(audio), int(loud[-1]) + 1 + int(tail_s * sample_rate))
-    return audio[start:end]
+    return start, end
+
+
+def shift_words(words: list[WordTiming], offset_s: float, duration_s: float) -> tuple[WordTiming, ...]:
+    """Word timings moved by ``offset_s`` (negative: audio was cut before them), kept in [0, duration]."""
+    return tuple(
+        WordTiming(w.word, max(0.0, w.start_s + offset_s), min(duration_s, w.end_s + offset_s))
+        for w in words
+        if w.end_s + offset_s > 0
+    )
 
 
 def pause_after(clause: str) -> float:

@@ -13,7 +13,7 @@ import pytest
 
 from agent import events as ev
 from agent.config import SessionOptions
-from agent.events import STAGE_ORDER, AudioFrame, AudioIn, ConfigureIn, Input, PlaybackIn, TextIn
+from agent.events import STAGE_ORDER, AudioFrame, AudioIn, CommitIn, ConfigureIn, Input, PlaybackIn, TextIn
 from agent.session import Session
 from streaming.playout import PacedOutput
 from tests.scripted.fakes import FakeAsr, FakeLlm, fake_engines, fast_settings, silence, speech
@@ -342,3 +342,23 @@ async def test_the_clients_playback_report_decides_what_memory_keeps() -> None:
     messages = [(m.role, m.text) for m in h.session.memory.messages]
     assert messages[:2] == [("user", "w1 w2 w3."), ("assistant", "You said")]
     assert [r for r, _ in messages[2:]] == ["user", "assistant"]
+
+
+async def test_input_that_piles_up_drops_the_oldest_audio_by_duration_never_control() -> None:
+    engines = fake_engines()
+    frames: list[AudioFrame] = []
+    session = Session(engines, fast_settings(input_queue_s=0.5), PacedOutput(16000, frames.append), print,
+                      session_id="queue")  # fmt: skip
+    try:
+        # Not running: nothing is taken. 1 s of 10 ms frames and 1 s of 100 ms frames, a commit between.
+        for _ in range(100):
+            session.push(AudioIn(silence(0.01), 0.0))
+        session.push(CommitIn())
+        for _ in range(10):
+            session.push(AudioIn(silence(0.1), 0.0))
+        queued = [i for i in session._inbox if isinstance(i, AudioIn)]
+        assert sum(len(i.pcm) for i in queued) <= 8000  # 0.5 s, whatever the frame length
+        assert session.dropped_input_frames == 100 + 5
+        assert any(isinstance(i, CommitIn) for i in session._inbox)  # control is never dropped
+    finally:
+        engines.close()
