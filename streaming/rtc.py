@@ -228,9 +228,8 @@ class RtcPeer:
         )
         for task in self._readers:
             task.cancel()
-        for task in self._readers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._readers:
+            await asyncio.wait(self._readers)  # a cancel of close() itself still propagates
         await self._pc.close()
 
     def stats(self) -> dict[str, Any]:

@@ -145,11 +145,11 @@ class VoiceClient:
                 self._on_binary(resampler.process(pcm), time.monotonic())
 
     async def __aexit__(self, *exc: object) -> None:
-        for task in (self._reader, self._rtc_reader):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        tasks = [t for t in (self._reader, self._rtc_reader) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
         if self._rtc is not None:
             await self._rtc.close()
         if self.ws is not None:

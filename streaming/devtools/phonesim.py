@@ -73,11 +73,11 @@ class PhoneCall:
             await self._send(
                 {"event": "stop", "stop": {"accountSid": "AC" + "0" * 32, "callSid": self.call_sid}}
             )
-        for task in (self._reader, self._player):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        tasks = [t for t in (self._reader, self._player) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
         if self.ws is not None:
             await self.ws.close()
 

@@ -16,6 +16,7 @@ from agent.config import SessionOptions
 from agent.events import STAGE_ORDER, AudioFrame, AudioIn, CommitIn, ConfigureIn, Input, PlaybackIn, TextIn
 from agent.session import Session
 from streaming.playout import PacedOutput
+from tests.conftest import leaked_tasks
 from tests.scripted.fakes import FakeAsr, FakeLlm, fake_engines, fast_settings, silence, speech
 
 FRAME = 320  # 20 ms at 16 kHz
@@ -78,13 +79,12 @@ async def harness(**settings: object) -> AsyncIterator[Harness]:
     finally:
         for t in tasks:
             t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await asyncio.wait(tasks)
         engines.close()
-    # No task of the session may outlive it.
-    leaked = [t for t in asyncio.all_tasks() if "test" in t.get_name() and not t.done()]
-    assert not leaked
+    # No task of the session may outlive it, whatever its name (and the engines' queues are empty:
+    # no model work of the session is left queued either).
+    assert not await leaked_tasks()
+    assert all(q.pending == 0 for q in engines.queues())
 
 
 async def test_a_turn_is_heard_answered_spoken_and_remembered() -> None:
