@@ -113,3 +113,82 @@ class ClauseChunker:
             return self._next_clause() if self._buf.strip() else None
         self._emitted += 1
         return clause
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyLimits:
+    """How much of an LLM reply is spoken: a voice answer is short, and the rest is for the asking."""
+
+    max_sentences: int = 3
+    max_words: int = 60  # about 20 s of speech
+    loop_ngram: int = 4  # longest unit (in words) whose back-to-back repetition is a loop
+    loop_repeats: int = 3  # a unit said this many times in a row is a loop
+
+
+_WORD = re.compile(r"[\w'’-]+")
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def _loop_start(words: list[str], limits: ReplyLimits) -> int | None:
+    """Index of the first word of the second copy of the earliest unit of 1..loop_ngram words that
+    stands ``loop_repeats`` times back to back, or None."""
+    best: int | None = None
+    for n in range(1, limits.loop_ngram + 1):
+        for j in range(len(words) - n * limits.loop_repeats + 1):
+            unit = words[j : j + n]
+            if all(words[j + k * n : j + (k + 1) * n] == unit for k in range(1, limits.loop_repeats)):
+                if best is None or j + n < best:
+                    best = j + n
+                break
+    return best
+
+
+class ReplyGuard:
+    """Clause by clause, whether an LLM reply goes on being spoken. It stops a degenerate loop (the
+    small model repeating a word, a phrase or a clause: "sunscreen, sunscreen, sunscreen") at the
+    last clean point before it, and a reply past ``max_sentences`` or ``max_words``. Pure."""
+
+    def __init__(self, limits: ReplyLimits | None = None) -> None:
+        self.limits = limits or ReplyLimits()
+        self._said: list[str] = []  # admitted clauses, normalized
+        self._words = 0
+        self._sentences = 0
+        self.stopped: str | None = None  # "loop" | "length" once the guard ended the reply
+
+    def admit(self, clause: str) -> str | None:
+        """The clause to speak (cut short before a loop that starts inside it), or None: the reply
+        ends before it. Once it returned None (or a cut clause) it admits nothing more."""
+        if self.stopped is not None:
+            return None
+        words = _words(clause)
+        key = " ".join(words)
+        if key and key in self._said:
+            return self._stop("loop", None)
+        start = _loop_start(words, self.limits)
+        if start is not None:
+            return self._stop("loop", _cut_before(clause, start))
+        if self._words + len(words) > self.limits.max_words and self._said:
+            return self._stop("length", None)
+        self._said.append(key)
+        self._words += len(words)
+        if clause.rstrip("\"'”’)] ").endswith((".", "!", "?", "…")):
+            self._sentences += 1
+            if self._sentences >= self.limits.max_sentences:
+                self.stopped = "length"  # this one is said; nothing after it
+        return clause
+
+    def _stop(self, why: str, clause: str | None) -> str | None:
+        self.stopped = why
+        return clause
+
+
+def _cut_before(clause: str, word_index: int) -> str | None:
+    """``clause`` up to its ``word_index``-th word, ended as a sentence (None if nothing is left)."""
+    spans = [m.span() for m in _WORD.finditer(clause)]
+    head = clause[: spans[word_index][0]].rstrip(" ,;:—–-")
+    if not any(c.isalnum() for c in head):
+        return None
+    return head if head.endswith((".", "!", "?")) else head + "."

@@ -166,6 +166,19 @@ class LlmSettings:
     )
     max_reply_tokens: int = _f(120, "most tokens the LLM may produce for one reply", flag="max_reply_tokens")
     temperature: float = _f(0.5, "LLM sampling temperature", flag="temperature")
+    repeat_penalty: float = _f(
+        1.1,
+        "LLM penalty on tokens it just used (1 = none): a first guard against loops",
+        flag="repeat_penalty",
+    )
+    max_reply_sentences: int = _f(
+        3,
+        "sentences of an LLM reply that are spoken; the rest is left for the user to ask for",
+        flag="max_reply_sentences",
+    )
+    max_reply_words: int = _f(
+        60, "words of an LLM reply that are spoken (about 20 s)", flag="max_reply_words"
+    )
     system_prompt: str = _f(DEFAULT_SYSTEM_PROMPT, "the agent's persona and rules", flag="system_prompt")
     memory_budget_tokens: int = _f(
         1200,
@@ -174,8 +187,12 @@ class LlmSettings:
     )
 
     def __post_init__(self) -> None:
-        if self.threads < 1 or self.max_reply_tokens < 1:
-            raise ConfigError("llm_threads and max_reply_tokens must be >= 1")
+        if min(self.threads, self.max_reply_tokens, self.max_reply_sentences, self.max_reply_words) < 1:
+            raise ConfigError(
+                "llm_threads, max_reply_tokens, max_reply_sentences, max_reply_words must be >= 1"
+            )
+        if self.repeat_penalty < 1.0:
+            raise ConfigError("repeat_penalty must be >= 1 (1 = off)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ import numpy as np
 
 from agent.asr.base import Transcript
 from agent.audio import AudioChunk, float_to_pcm
-from agent.chunker import ClauseChunker
+from agent.chunker import ClauseChunker, ReplyGuard, ReplyLimits
 from agent.config import Settings
 from agent.engines import Engines
 from agent.errors import StageError, VoxloopError
@@ -204,13 +204,20 @@ class Reply:
             output.forget(tid)
 
     async def _generate(self, clauses: asyncio.Queue[str | None]) -> None:
-        settings = self.ctx.settings
+        llm = self.ctx.settings.llm
         request = LlmRequest(
             self.ctx.memory.render(pending_user=self._user_text),
-            GenerationOptions(settings.llm.max_reply_tokens, settings.llm.temperature),
+            GenerationOptions(llm.max_reply_tokens, llm.temperature, llm.repeat_penalty),
         )
         started = time.perf_counter()
         chunker = ClauseChunker()
+        guard = ReplyGuard(ReplyLimits(llm.max_reply_sentences, llm.max_reply_words))
+
+        def admit(found: list[str]) -> None:
+            for clause in found:
+                if (spoken := guard.admit(clause)) is not None:
+                    clauses.put_nowait(spoken)
+
         try:
             async with self.ctx.engines.llm.generate(request) as stream:
                 try:
@@ -219,14 +226,15 @@ class Reply:
                             case TextDelta(text=delta):
                                 self.timeline.mark("llm_first_token")
                                 self.emit(ResponseTextDelta(self.turn_id, delta))
-                                for clause in chunker.push(delta):
-                                    clauses.put_nowait(clause)
+                                admit(chunker.push(delta))
+                        if guard.stopped is not None:  # a loop, or enough said: the model stops now
+                            log.info("%s: reply ended early (%s)", self.ctx.session_id, guard.stopped)
+                            break
                 except Exception as e:
                     log.exception("%s: LLM failed", self.ctx.session_id)
                     raise _stage_error("llm", e) from e
             self.timeline.durations_ms["llm"] = round((time.perf_counter() - started) * 1000.0, 1)
-            for clause in chunker.flush():
-                clauses.put_nowait(clause)
+            admit(chunker.flush())
         finally:
             clauses.put_nowait(None)
 

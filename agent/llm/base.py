@@ -23,6 +23,7 @@ class ChatMessage:
 class GenerationOptions:
     max_tokens: int = 120
     temperature: float = 0.5
+    repeat_penalty: float = 1.0  # 1 = off
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,7 @@ class LlamaCppLlm:
             stream=True,
             max_tokens=request.options.max_tokens,
             temperature=request.options.temperature,
+            repeat_penalty=request.options.repeat_penalty,
         )
         try:
             for chunk in chunks:

@@ -97,3 +97,25 @@ async def test_an_utterance_resumed_after_a_pause_gets_one_reply_to_all_of_it(se
     assert types.count("transcript.final") == 1 and "audio.clear" not in types
     assert wer(f"{first} {second}", result.transcript) <= WER_BOUND, result.transcript
     assert not result.premature and not result.interrupted and result.reply_text
+
+
+@pytest.mark.parametrize(
+    "ask",
+    [
+        "List twenty things I should pack for a beach holiday.",
+        "Give me a numbered list of ten healthy breakfast ideas with details.",
+    ],
+)
+async def test_a_question_that_invites_a_list_gets_a_short_spoken_answer(server: Server, ask: str) -> None:
+    """Replies fit speech: a few sentences at most, no markdown read aloud, no word or phrase said
+    over and over (the small model loops on lists when nothing stops it)."""
+    async with VoiceClient(server.ws) as client:
+        await client.send_json({"type": "text.input", "text": ask})
+        done = await client.wait_for("response.done", timeout_s=60)
+    said = done["text"]
+    words = said.lower().replace(",", " ").replace(".", " ").split()
+    assert said and not done["interrupted"]
+    assert len(words) <= 60, said  # the word cap (max_reply_words)
+    assert sum(said.count(end) for end in ".!?") <= 3 + 1, said  # 3 sentences (+1: an abbreviation)
+    assert not any(ch in said for ch in "*#`"), said
+    assert not any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2)), said

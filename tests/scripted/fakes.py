@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -69,6 +70,8 @@ class FakeLlm:
 
     def __init__(self) -> None:
         self.fail_next = False
+        self.loop_next = False  # the next reply degenerates into "sunscreen, sunscreen, ..." (500 times)
+        self.tokens = 0
         self.seen: list[tuple[ChatMessage, ...]] = []
 
     def count_tokens(self, text: str) -> int:
@@ -81,6 +84,15 @@ class FakeLlm:
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("the model fell over")
+        if self.loop_next:
+            self.loop_next = False
+            for word in " you should pack sunglasses,".split(" ")[1:] + ["sunscreen,"] * 500:
+                if cancelled():
+                    return
+                time.sleep(0.002)  # a token takes time, as in a real model
+                self.tokens += 1
+                yield TextDelta(" " + word)
+            return
         for word in f" {heard}. That is one clause, and here is another clause for you.".split(" "):
             if cancelled():
                 return

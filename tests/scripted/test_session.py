@@ -362,3 +362,16 @@ async def test_input_that_piles_up_drops_the_oldest_audio_by_duration_never_cont
         assert any(isinstance(i, CommitIn) for i in session._inbox)  # control is never dropped
     finally:
         engines.close()
+
+
+async def test_a_reply_that_loops_is_cut_at_a_clean_point_and_the_model_stopped() -> None:
+    async with harness() as h:
+        llm = h.session.engines.llm.model
+        assert isinstance(llm, FakeLlm)
+        llm.loop_next = True
+        await h.feed(np.concatenate([speech(0.3), silence(0.4)]))
+        await h.until(ev.ResponseDone)
+    (done,) = h.of(ev.ResponseDone)
+    assert done.text == "You said you should pack sunglasses, sunscreen." and not done.interrupted
+    assert llm.tokens < 100  # it stopped soon after the loop began, not after all 500
+    assert h.session.memory.messages[-1].text == done.text

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.chunker import ClauseChunker, speakable
+from agent.chunker import ClauseChunker, ReplyGuard, ReplyLimits, speakable
 from agent.heard import SpokenClause, heard_text
 
 
@@ -59,3 +59,37 @@ def test_heard_text_cuts_at_the_play_position() -> None:
     assert heard_text(clauses, 1.0) == "Hello there."
     assert heard_text(clauses, 2.0) == "Hello there. How are"
     assert heard_text(clauses, 5.0) == "Hello there. How are you today?"
+
+
+# -- the reply guard -------------------------------------------------------------------------------
+def test_a_word_loop_is_cut_before_its_repetition() -> None:
+    guard = ReplyGuard()
+    assert guard.admit(
+        "You should pack a pair of sunscreen, sunglasses, sunscreen, sunscreen, sunscreen,"
+    ) == ("You should pack a pair of sunscreen, sunglasses, sunscreen.")
+    assert guard.stopped == "loop" and guard.admit("and a hat.") is None
+
+
+def test_a_phrase_loop_and_a_repeated_clause_end_the_reply() -> None:
+    guard = ReplyGuard()
+    assert guard.admit("Go to the beach, go to the beach, go to the beach,") == "Go to the beach."
+    again = ReplyGuard()
+    assert again.admit("Drink some water,") == "Drink some water,"
+    assert again.admit("drink some water,") is None and again.stopped == "loop"
+
+
+def test_a_reply_is_capped_at_its_sentences_and_words() -> None:
+    guard = ReplyGuard(ReplyLimits(max_sentences=2, max_words=60))
+    assert guard.admit("One.") == "One."
+    assert guard.admit("Two, and") == "Two, and"
+    assert guard.admit("a half.") == "a half."
+    assert guard.stopped == "length" and guard.admit("Three.") is None
+    wordy = ReplyGuard(ReplyLimits(max_sentences=9, max_words=8))
+    assert wordy.admit("one two three four five,") is not None
+    assert wordy.admit("six seven eight nine ten.") is None and wordy.stopped == "length"
+
+
+def test_ordinary_replies_pass_untouched() -> None:
+    guard = ReplyGuard()
+    clauses = ["The capital of Italy is Rome.", "It is known for the Colosseum,", "and very good pasta."]
+    assert [guard.admit(c) for c in clauses] == clauses and guard.stopped is None
