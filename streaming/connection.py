@@ -141,8 +141,9 @@ class Writer:
 
     Real-time audio must not lag: when more than ``high_water_bytes`` are queued (a client that does
     not read fast enough), audio messages are dropped (oldest first, counted) until the queue is under
-    ``low_water_bytes``; control messages are never dropped. ``clear_audio()`` drops every queued
-    audio message (barge-in). ``put`` never blocks; ``run`` sends until ``close``."""
+    ``low_water_bytes``; control messages are never dropped, and a client that lets even those pile
+    up past ``8 x high_water_bytes`` is closed (1008). ``clear_audio()`` drops every queued audio
+    message (barge-in). ``put`` never blocks; ``run`` sends until ``close``."""
 
     def __init__(self, socket: WireSocket, *, high_water_bytes: int, low_water_bytes: int) -> None:
         if not 0 <= low_water_bytes <= high_water_bytes:
@@ -154,6 +155,7 @@ class Writer:
         self._ready = asyncio.Event()
         self._closing = False
         self.dropped_audio = 0
+        self.overflowed = False
         self.messages_out = 0
         self.bytes_out = 0
 
@@ -164,6 +166,11 @@ class Writer:
         self._queued_bytes += len(out.message)
         if self._queued_bytes > self._high:
             self._shed(self._low)
+            if self._queued_bytes > 8 * self._high:  # not reading at all: nothing more is owed
+                self.overflowed = True
+                self._queue.clear()
+                self._queued_bytes = 0
+                self.close(1008, "client not reading")
         self._ready.set()
 
     def clear_audio(self) -> None:
