@@ -16,7 +16,6 @@ import contextlib
 import logging
 import resource
 import signal
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -183,9 +182,14 @@ async def serve_forever(settings: Settings, engines: Engines) -> None:
     """Listen until SIGINT/SIGTERM; then close every session and return."""
     offer_loopback_candidates(settings.webrtc.loopback_candidates)
     app = create_app(settings, engines)
-    sock = socket.create_server((settings.server.host, settings.server.port))
+    # uvicorn binds host and port itself, through loop.create_server: a socket made there is an
+    # IPPROTO_TCP one, on whose connections asyncio turns Nagle off (TCP_NODELAY). A socket from
+    # socket.create_server has proto 0, asyncio skips it, and every small audio frame after another
+    # waited for an ACK: +10 ms on a turn's first audio (measured).
     config = uvicorn.Config(
         app,
+        host=settings.server.host,
+        port=settings.server.port,
         ws="websockets-sansio",
         ws_max_size=settings.server.max_message_bytes,
         ws_per_message_deflate=False,  # PCM does not compress; deflate only adds latency
@@ -201,11 +205,11 @@ async def serve_forever(settings: Settings, engines: Engines) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-    serving = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
+    serving = asyncio.create_task(server.serve(), name="uvicorn")
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no started event
         await asyncio.sleep(0.01)
     if server.started:
-        port = sock.getsockname()[1]
+        port = server.servers[0].sockets[0].getsockname()[1]
         log.info("serving on http://%s:%d (WebSocket %s); peak RSS with models %.0f MB",
                  settings.server.host, port, WS_PATH, peak_rss_mb())  # fmt: skip
     await serving
