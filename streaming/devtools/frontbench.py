@@ -7,12 +7,16 @@ Two phases, each with ``sessions`` clients at once for ``seconds``:
 - **out**: every client asks the agent to say a long line and keeps its microphone open; reported:
   server CPU per outbound frame (TTS included, the same work on any front), the spacing of the frames
   as they arrive (p50/p95/p99 of the gaps; 20 ms is perfect pacing), and ping round trip.
+- **turn**: one client, 20 times: ``say`` a short line after a quiet second, then the time until its
+  first audible frame arrives, less the server's own ``audio_first_sent`` stamp: what the front adds
+  to a turn's first audio, both ways (a TCP socket with Nagle on shows here as ~10 ms).
 Server CPU comes from /proc/PID/stat (user + system), so the server must run on this machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.audio import AUDIO_PTIME_S
+from agent.audio import AUDIO_PTIME_S, peak_dbfs
 from streaming.devtools.client import VoiceClient
 
 RATE = 16000
@@ -104,10 +108,32 @@ async def _phase(url: str, pid: int, sessions: int, seconds: float, speak: bool)
     }
 
 
+def _has_metrics(client: VoiceClient, since: int) -> bool:
+    return client.first("turn.metrics", since=since) is not None
+
+
+async def _first_audio(url: str, turns: int) -> dict[str, Any]:
+    lag_ms: list[float] = []
+    async with VoiceClient(url, report_playback=False) as client:
+        await client.stream(np.zeros(RATE // 2, np.int16))
+        for i in range(turns):
+            mark = len(client._inbox)
+            said = time.monotonic()
+            await client.send_json({"type": "say", "text": f"Here is line number {i}, for timing."})
+            await client.hold_silence(functools.partial(_has_metrics, client, mark))
+            metrics = client.first("turn.metrics", since=mark)
+            assert metrics is not None  # noqa: S101 - waited for above
+            heard = next(r.at for r in client._inbox[mark:] if r.pcm is not None and peak_dbfs(r.pcm) > -40)
+            lag_ms.append((heard - said) * 1000 - metrics["timeline_ms"]["audio_first_sent"])
+            await client.stream(np.zeros(RATE, np.int16))  # a quiet second between turns
+    return {"turns": turns, "first_audio_lag_ms": _p(lag_ms)}
+
+
 def run(url: str, pid: int, sessions: int, seconds: float) -> dict[str, Any]:
     return {
         "in": asyncio.run(_phase(url, pid, sessions, seconds, speak=False)),
         "out": asyncio.run(_phase(url, pid, sessions, seconds, speak=True)),
+        "turn": asyncio.run(_first_audio(url, 20)),
     }
 
 
@@ -115,6 +141,11 @@ def table(report: dict[str, Any]) -> str:
     lines = [f"{'phase':6}{'frames':>9}{'CPU us/frame':>14}{'ping p50':>10}{'p95':>8}{'p99':>8}{'gap p50':>9}"
              f"{'p95':>7}{'p99':>7}"]  # fmt: skip
     for name, r in report.items():
+        if name == "turn":
+            lag = r["first_audio_lag_ms"]
+            lines.append(f"turn: a turn's first audible frame, front both ways (ms): p50 {lag.get('p50')} "
+                         f"p95 {lag.get('p95')} p99 {lag.get('p99')} over {r['turns']} turns")  # fmt: skip
+            continue
         rtt, gap = r["ping_rtt_ms"], r["out_frame_gap_ms"]
         frames = r["frames_in"] + r["frames_out"]
         lines.append(
