@@ -17,7 +17,7 @@ import contextlib
 import importlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -66,8 +66,9 @@ def _submit_future(queue: RoleQueue[R], request: R, priority: int) -> asyncio.Fu
         _call_soon(loop, _resolve, future, item, None)
 
     def finish(error: BaseException | None) -> None:
-        if error is not None:
-            _call_soon(loop, _resolve, future, None, error)
+        # After deliver's result (call_soon keeps the order); without one the job was dropped (the
+        # queue closed under it): the future is cancelled, so nobody waits for it forever.
+        _call_soon(loop, _resolve, future, _NO_RESULT, error)
 
     job = Job(request, priority, deliver, finish)
     future.add_done_callback(lambda f: queue.cancel(job) if f.cancelled() else None)
@@ -75,11 +76,17 @@ def _submit_future(queue: RoleQueue[R], request: R, priority: int) -> asyncio.Fu
     return future
 
 
+_NO_RESULT = object()
+
+
 def _resolve(future: asyncio.Future[Any], value: object, error: BaseException | None) -> None:
+    """Settle ``future`` once: with ``error``, else with ``value``, else (no result) cancel it."""
     if future.done():
         return
     if error is not None:
         future.set_exception(error)
+    elif value is _NO_RESULT:
+        future.cancel()
     else:
         future.set_result(value)
 
@@ -186,9 +193,7 @@ class LlmEngine:
         return Stream(self.queue, request, 0)
 
     def _serve(self, jobs: list[Job[LlmRequest]]) -> None:
-        for job in jobs:
-            for output in self.model.stream(job.request, job.cancelled):
-                job.deliver(output)
+        _serve_streams(jobs, self.model.stream)
 
 
 class TtsEngine:
@@ -205,9 +210,15 @@ class TtsEngine:
         return Stream(self.queue, request, 0 if request.first else 1)
 
     def _serve(self, jobs: list[Job[TtsRequest]]) -> None:
-        for job in jobs:
-            for chunk in self.model.stream(job.request, job.cancelled):
-                job.deliver(chunk)
+        _serve_streams(jobs, self.model.stream)
+
+
+def _serve_streams(jobs: list[Job[R]], stream: Callable[[R, Callable[[], bool]], Iterable[object]]) -> None:
+    """Run each job's streaming model call, handing every chunk over as it comes; the model polls
+    the job's ``cancelled`` between chunks."""
+    for job in jobs:
+        for chunk in stream(job.request, job.cancelled):
+            job.deliver(chunk)
 
 
 @dataclass

@@ -19,8 +19,9 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from agent.audio import INPUT_RATE, Pcm
 from agent.config import Settings
@@ -273,9 +274,9 @@ class Connection:
             log.info("%s %s: closed (%d in, %d out)", self.codec.name, self.id, self.messages_in,
                      self.writer.messages_out)  # fmt: skip
 
-    def _own(self, coro: object, name: str) -> None:
+    def _own(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         assert self._tasks is not None  # noqa: S101 - only called inside run()
-        self._owned.append(self._tasks.create_task(coro, name=f"{self.id}-{name}"))  # type: ignore[arg-type]
+        self._owned.append(self._tasks.create_task(coro, name=f"{self.id}-{name}"))
 
     # -- inbound ----------------------------------------------------------------------------------
     async def _read(self) -> bool:

@@ -153,3 +153,17 @@ async def test_a_generation_cancelled_while_queued_never_starts() -> None:
         assert llm.tokens == 30 and engine.queue.dropped == 1
     finally:
         engine.queue.close()
+
+
+async def test_a_request_dropped_by_a_closing_queue_is_cancelled_not_left_waiting() -> None:
+    asr = GatedAsr()
+    engine = AsrEngine(asr)
+    busy = engine.transcribe(request(0, AsrPurpose.FINAL))
+    await asyncio.to_thread(asr.started.wait, 5)
+    queued = engine.transcribe(request(1, AsrPurpose.FINAL))
+    engine.queue.close()  # drops the queued request
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(2):
+            await queued
+    asr.gate.set()
+    assert (await busy).text == "t0"  # the one already running still finishes
