@@ -10,10 +10,14 @@ STAMP  := $(VENV)/.installed
 # torch==2.13.0 first in the same command: it is the CPU wheel from pip's local wheel folder; a bare
 # `torch` requirement would pull ~4 GB of CUDA packages. llama-cpp-python builds from source the
 # first time (~8 min on 2 cores); pip caches the wheel, so later installs take seconds.
+# pipecat-ai ships the Smart Turn end-of-turn model (a file voxloop reads; it never imports pipecat):
+# --no-deps, since its dependencies are a whole framework voxloop does not use. It cannot be a
+# pyproject dependency for that reason (pip has no per-requirement --no-deps).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install torch==2.13.0 -e ".[dev,accurate]"
+	$(BIN)/pip install --no-deps pipecat-ai==1.14.0
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -29,19 +29,25 @@ DEFAULT_SYSTEM_PROMPT = (
 # interrupt, more patient with pauses) and is the telephony default.
 PROFILES: dict[str, dict[str, float]] = {
     "conversation": {},
-    "tutoring": {
+    "tutoring": {  # learners think aloud: long pauses are not the end of a turn
         "endpoint_silence_s": 1.6,
         "endpoint_complete_s": 1.2,
         "endpoint_incomplete_s": 2.5,
+        "endpoint_confident_s": 0.6,
+        "endpoint_hold_s": 2.0,
+        "eot_threshold": 0.7,
         "barge_in_min_speech_s": 0.15,
         "barge_in_confirm_s": 1.0,
         "false_interruption_timeout_s": 1.2,
     },
-    "phone": {
+    "phone": {  # 8 kHz audio, line noise: the models hear less, so every bound is a little longer
         "threshold": 0.6,
         "endpoint_silence_s": 0.8,
         "endpoint_complete_s": 0.6,
-        "endpoint_incomplete_s": 1.2,
+        "endpoint_incomplete_s": 1.4,
+        "endpoint_confident_s": 0.3,
+        "endpoint_hold_s": 1.1,
+        "eot_threshold": 0.6,
         "barge_in_min_speech_s": 0.2,
         "barge_in_confirm_s": 0.9,
         "false_interruption_timeout_s": 1.2,
@@ -57,8 +63,12 @@ class TurnPolicy:
     release_threshold: float = 0.35
     min_speech_s: float = 0.12
     endpoint_silence_s: float = 0.7  # while the pause's transcript is not known yet
-    endpoint_complete_s: float = 0.5  # the transcript is a finished sentence
-    endpoint_incomplete_s: float = 1.0  # the transcript dangles
+    endpoint_complete_s: float = 0.5  # the transcript is a finished sentence (no acoustic opinion)
+    endpoint_incomplete_s: float = 1.3  # the transcript dangles
+    endpoint_confident_s: float = 0.2  # transcript finished and the end-of-turn model agrees
+    endpoint_hold_s: float = 1.0  # transcript finished but the end-of-turn model hears more coming
+    eot_threshold: float = 0.5  # the end-of-turn model's P(complete) that counts as "complete"
+    resume_min_speech_s: float = 0.064  # speech after the endpoint, the reply not heard yet: turn goes on
     max_utterance_s: float = 30.0
     barge_in_min_speech_s: float = 0.1  # speech over the agent this long pauses it
     barge_in_confirm_s: float = 0.7  # ... this long is an interruption whatever was said
@@ -224,7 +234,14 @@ class TurnSettings:
         0.5, "silence that ends the turn once the transcript is a finished sentence"
     )
     endpoint_incomplete_s: float = _f(
-        1.0, "silence that ends the turn when the transcript dangles ('and', a comma): the user may go on"
+        1.3,
+        "silence that ends the turn when the transcript dangles ('and', a comma, digits being read out)",
+    )
+    endpoint_confident_s: float = _f(
+        0.2, "silence that ends the turn when the transcript is finished and the end-of-turn model agrees"
+    )
+    endpoint_hold_s: float = _f(
+        1.0, "silence that ends the turn when the transcript is finished but the end-of-turn model is not"
     )
     speculative_reply: bool = _f(
         True, "start the reply (LLM, TTS) when the pause's transcript is ready, hold it until the endpoint"
@@ -250,13 +267,35 @@ class TurnSettings:
     )
 
     def __post_init__(self) -> None:
-        for name in ("endpoint_silence_s", "endpoint_complete_s", "endpoint_incomplete_s"):
+        for name in (
+            "endpoint_silence_s",
+            "endpoint_complete_s",
+            "endpoint_incomplete_s",
+            "endpoint_confident_s",
+            "endpoint_hold_s",
+        ):
             if getattr(self, name) < 0.05:
                 raise ConfigError(f"{name} must be at least 0.05 s")
         if self.max_utterance_s <= 1:
             raise ConfigError("max_utterance_s must exceed 1 s")
         if self.profile not in PROFILES:
             raise ConfigError(f"turn_profile {self.profile!r}: use one of {', '.join(PROFILES)}")
+
+
+@dataclass(frozen=True, slots=True)
+class EotSettings:
+    PREFIX: ClassVar[str] = "eot_"
+    backend: str = _f(
+        "smart-turn", "end-of-turn model (agent/engines.py: BACKENDS): smart-turn, or off (transcript only)"
+    )
+    threshold: float = _f(0.5, "the end-of-turn model's P(complete) that counts as a finished turn")
+    threads: int = _f(1, "CPU threads of the end-of-turn model")
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError("eot_threshold must be in (0, 1)")
+        if self.threads < 1:
+            raise ConfigError("eot_threads must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +367,7 @@ class Settings:
     llm: LlmSettings = field(default_factory=LlmSettings)
     tts: TtsSettings = field(default_factory=TtsSettings)
     turn: TurnSettings = field(default_factory=TurnSettings)
+    eot: EotSettings = field(default_factory=EotSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
     phone: PhoneSettings = field(default_factory=PhoneSettings)
     webrtc: WebRtcSettings = field(default_factory=WebRtcSettings)
@@ -384,6 +424,7 @@ _GROUPS = (
     _Group("llm", LlmSettings),
     _Group("tts", TtsSettings),
     _Group("turn", TurnSettings),
+    _Group("eot", EotSettings),
     _Group("audio", AudioSettings),
     _Group("phone", PhoneSettings),
     _Group("webrtc", WebRtcSettings),

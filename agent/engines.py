@@ -26,6 +26,7 @@ import numpy as np
 from agent import models
 from agent.asr.base import Asr, AsrPurpose, AsrRequest, Transcript
 from agent.config import Settings
+from agent.eot.base import EotModel, EotRequest, EotScore
 from agent.errors import ConfigError
 from agent.llm.base import ChatMessage, GenerationOptions, Llm, LlmOutput, LlmRequest
 from agent.scheduler import Job, RoleQueue
@@ -43,6 +44,7 @@ BACKENDS: dict[str, dict[str, str]] = {
     "asr": {"faster-whisper": "agent.asr.faster_whisper:load"},
     "llm": {"llama-cpp": "agent.llm.llama_cpp:load"},
     "tts": {"hibari": "agent.tts.hibari:load"},
+    "eot": {"smart-turn": "agent.eot.smart_turn:load"},  # and "off": no model, the transcript decides
 }
 
 
@@ -182,6 +184,22 @@ class AsrEngine:
             job.deliver(transcript)
 
 
+class EotEngine:
+    """End-of-turn scores off the loop; a batch of pauses (several sessions) is one model call."""
+
+    def __init__(self, model: EotModel, *, max_batch: int = 4) -> None:
+        self.model = model
+        self.queue: RoleQueue[EotRequest] = RoleQueue("eot", self._serve, max_batch=max_batch)
+
+    def score(self, request: EotRequest) -> asyncio.Future[EotScore]:
+        """P(the turn is complete) for the utterance; cancelling drops a queued request."""
+        return _submit_future(self.queue, request, 0)
+
+    def _serve(self, jobs: list[Job[EotRequest]]) -> None:
+        for job, score in zip(jobs, self.model.score_batch([j.request for j in jobs]), strict=True):
+            job.deliver(score)
+
+
 class LlmEngine:
     def __init__(self, model: Llm) -> None:
         self.model = model
@@ -228,24 +246,44 @@ class Engines:
     llm: LlmEngine
     tts: TtsEngine
     load_s: dict[str, float]
+    eot: EotEngine | None = None  # None: no end-of-turn model (the transcript rule decides alone)
 
     @classmethod
     def of(
-        cls, vad: VadModel, asr: Asr, llm: Llm, tts: Tts, load_s: dict[str, float] | None = None
+        cls,
+        vad: VadModel,
+        asr: Asr,
+        llm: Llm,
+        tts: Tts,
+        load_s: dict[str, float] | None = None,
+        eot: EotModel | None = None,
     ) -> Engines:
-        return cls(VadEngine(vad), AsrEngine(asr), LlmEngine(llm), TtsEngine(tts), load_s or {})
+        return cls(
+            VadEngine(vad),
+            AsrEngine(asr),
+            LlmEngine(llm),
+            TtsEngine(tts),
+            load_s or {},
+            None if eot is None else EotEngine(eot),
+        )
 
     @property
     def names(self) -> dict[str, str]:
-        return {
+        names = {
             "vad": self.vad.model.name,
             "asr": self.asr.model.name,
             "llm": self.llm.model.name,
             "tts": self.tts.model.name,
         }
+        if self.eot is not None:
+            names["eot"] = self.eot.model.name
+        return names
 
     def queues(self) -> list[RoleQueue[Any]]:
-        return [self.vad.queue, self.asr.queue, self.llm.queue, self.tts.queue]
+        queues: list[RoleQueue[Any]] = [self.vad.queue, self.asr.queue, self.llm.queue, self.tts.queue]
+        if self.eot is not None:
+            queues.append(self.eot.queue)
+        return queues
 
     def close(self) -> None:
         for queue in self.queues():
@@ -277,19 +315,25 @@ def load(settings: Settings, progress: models.ProgressFactory | None = None, *, 
     asr = timed("asr", lambda: load_asr(settings, progress))
     llm = timed("llm", lambda: load_backend("llm", settings.llm.backend, settings, progress))
     tts = timed("tts", lambda: load_tts(settings))
+    eot: EotModel | None = None
+    if settings.eot.backend != "off":
+        eot = timed("eot", lambda: load_backend("eot", settings.eot.backend, settings, progress))
     if warm:
-        timed("warmup", lambda: _warm(vad, asr, llm, tts, settings))
+        timed("warmup", lambda: _warm(vad, asr, llm, tts, eot, settings))
     return Engines(
         VadEngine(vad),
         AsrEngine(asr, max_batch=settings.asr.max_batch, batch_window_s=settings.asr.batch_window_s),
         LlmEngine(llm),
         TtsEngine(tts),
         load_s,
+        None if eot is None else EotEngine(eot),
     )
 
 
-def _warm(vad: VadModel, asr: Asr, llm: Llm, tts: Tts, settings: Settings) -> None:
+def _warm(vad: VadModel, asr: Asr, llm: Llm, tts: Tts, eot: EotModel | None, settings: Settings) -> None:
     vad.stream().process(np.zeros(1024, np.int16))
+    if eot is not None:
+        eot.score_batch([EotRequest(np.zeros(16000, np.float32))])
     asr.transcribe_batch([AsrRequest(np.zeros(16000, np.float32), AsrPurpose.FINAL)])
     tts.synthesize("Hello.")
     # Evaluates the system prompt once: its KV state is then reused by every first turn.

@@ -12,13 +12,14 @@ the session itself never emits one (agent/session.py: ``Outbox``, the one stale-
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from agent.audio import Pcm
 from agent.config import SessionOptions
 from agent.vad.base import VadFrame
 
 EndReason = Literal["silence", "commit", "max_length"]
+TranscriptReading = Literal["complete", "dangling"]  # agent/meaning.py: transcript_complete
 
 
 # -- inputs -----------------------------------------------------------------------------------------
@@ -190,6 +191,7 @@ class TurnMetrics:
     turn_id: int
     timeline_ms: dict[str, float]
     durations_ms: dict[str, float]
+    endpointing: dict[str, Any] = field(default_factory=dict)  # the signals and the endpoint chosen
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +240,23 @@ class TranscriptReady:
 
 
 @dataclass(frozen=True, slots=True)
+class EotScored:
+    """The end-of-turn model's P(complete) for the pause of [start, end) (asked at ``SilenceOnset``)."""
+
+    turn_id: int
+    start_sample: int
+    end_sample: int
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyAudible:
+    """The held reply of ``turn_id`` is going out: its first audio exists (or it ended without any)."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class OverlapHeard:
     """The transcript of speech over the agent, [start, end)."""
 
@@ -262,7 +281,17 @@ class ReplyEnded:
     turn_id: int
 
 
-TurnInput = VadFrame | Commit | TranscriptReady | OverlapHeard | TextTurn | ReplyStarted | ReplyEnded
+TurnInput = (
+    VadFrame
+    | Commit
+    | TranscriptReady
+    | EotScored
+    | OverlapHeard
+    | TextTurn
+    | ReplyStarted
+    | ReplyEnded
+    | ReplyAudible
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +329,19 @@ class EndOfTurn:
     start_sample: int
     end_sample: int  # end of the last speech frame
     reason: EndReason
+    # What decided it (turn.metrics reports them): the transcript's reading, the end-of-turn model's
+    # P(complete) (None: not known by then, or no model), and the silence the endpoint asked for.
+    transcript: TranscriptReading | None = None
+    acoustic: float | None = None
+    endpoint_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResumed:
+    """The user spoke again after the endpoint, before the reply was heard: the turn goes on and the
+    held reply is void (nothing of it reached the client or memory)."""
+
+    turn_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +386,7 @@ Action = (
     | SpeechResumed
     | Speculate
     | EndOfTurn
+    | TurnResumed
     | StartText
     | Interrupt
     | PauseReply

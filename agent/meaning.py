@@ -1,6 +1,6 @@
 """What a transcript means for turn-taking, pure: does it read as finished? Was speech over the agent
-an interruption, a backchannel, its own echo, or noise? (Text rules; a learned end-of-turn model is
-the next step, ../shared/LATENCY.md.)"""
+an interruption, a backchannel, its own echo, or noise? (Text rules: the second opinion beside the
+learned end-of-turn model, agent/eot/.)"""
 
 from __future__ import annotations
 
@@ -19,14 +19,57 @@ _DANGLING = frozenset(
 )
 
 
+_NUMBER_WORDS = frozenset(
+    "zero oh o one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety "
+    "hundred thousand double triple".split()
+)
+_TOKEN = re.compile(r"[A-Za-z0-9]+")
+# Digit strings a speaker says in one go and that are then whole: 7- and 10/11-digit phone numbers.
+_WHOLE_DIGIT_COUNTS = frozenset({7, 10, 11})
+# Words that say a figure is a code being given (read out in groups), not an amount.
+_NAMES_A_NUMBER = frozenset("number code pin zip postcode account order reference extension id".split())
+
+
 def transcript_complete(text: str) -> bool:
-    """Whether ``text`` reads as a finished utterance: it ends with . ! or ? (not an ellipsis), and
-    its last word is not one that a sentence rarely ends on ("and", "the", "to", "um" ...)."""
+    """Whether ``text`` reads as a finished utterance: it ends with . ! or ? (not an ellipsis), its
+    last word is not one that a sentence rarely ends on ("and", "the", "to", "um" ...), and it does
+    not end in the middle of something read out piece by piece (digits, letters: ``dictation``)."""
     t = text.strip().rstrip("\"'”’)]")
     if not t or t.endswith(("...", "…")) or t[-1] not in ".!?":
         return False
     words = t.rstrip(".!?").split()
-    return bool(words) and words[-1].lower().strip(",;:") not in _DANGLING
+    if not words or words[-1].lower().strip(",;:") in _DANGLING:
+        return False
+    return not dictation(t)
+
+
+def dictation(text: str) -> bool:
+    """Whether ``text`` ends in a sequence read out one piece at a time that may go on: digits (as
+    figures or words: "4 1 5", "four one five"), single letters ("J, O, H"), or both ("A B 3"), at
+    least two pieces; not one amount ("1999", "twenty five", "BA 294") and not a whole phone number
+    (7, 10 or 11 digits)."""
+    run: list[str] = []
+    for token in reversed(_TOKEN.findall(text)):
+        low = token.lower()
+        if not (token.isdigit() or low in _NUMBER_WORDS or (len(token) == 1 and low not in ("a", "i"))):
+            break
+        run.insert(0, low)
+    letters = sum(1 for t in run if not t.isdigit() and t not in _NUMBER_WORDS)
+    digits = sum(len(t) if t.isdigit() else 1 for t in run if t.isdigit() or t in _NUMBER_WORDS)
+    if letters and len(run) >= 2:
+        return True
+    if digits < 2 or digits in _WHOLE_DIGIT_COUNTS:
+        return False
+    if len(run) == 1:  # one figure ("415"): an amount, unless the sentence is giving a number
+        return bool(_NAMES_A_NUMBER & set(_TOKEN.findall(text.lower())))
+    return not _one_amount(run)
+
+
+def _one_amount(words: list[str]) -> bool:
+    """Number words that make one quantity ("twenty five", "two hundred"), not a digit string."""
+    tens = {"twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"}
+    return len(words) == 2 and (words[0] in tens or words[1] in ("hundred", "thousand"))
 
 
 def classify_overlap(text: str, duration_s: float, policy: TurnPolicy, agent_text: str = "") -> Overlap:

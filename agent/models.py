@@ -33,6 +33,7 @@ class Part:
     package: str  # distribution name, as pip spells it
     module: str  # import name of the package that holds the file
     relpath: str  # path inside that package
+    install: str = ""  # the pip command that installs the package, where a plain one would not do
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +45,7 @@ class EmbeddedModel:
     """
 
     name: str
-    role: str  # "asr", "llm", "tts", "vad"
+    role: str  # "asr", "llm", "tts", "vad", "eot" (end of turn)
     description: str
     licence: str
     parts: tuple[Part, ...]
@@ -128,6 +129,23 @@ CATALOGUE: dict[str, EmbeddedModel] = {
             size_bytes=1_245_151,
             sha256="4cbf549b8326f60f80f2536d9eefeb450a9abe83365a098031c89719f1be17d2",
         ),
+        EmbeddedModel(
+            name="smart-turn-v3.2",
+            role="eot",
+            description="Smart Turn v3.2 (ONNX, CPU build): P(turn complete) from the last 8 s of audio",
+            licence="BSD-2-Clause",
+            parts=(
+                Part(
+                    "pipecat-ai",
+                    "pipecat",
+                    "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
+                    # its dependencies are a whole framework voxloop does not use; the model is a file
+                    install="pip install --no-deps pipecat-ai==1.14.0",
+                ),
+            ),
+            size_bytes=8_679_182,
+            sha256="2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+        ),
     )
 }
 
@@ -136,6 +154,7 @@ DEFAULTS = {
     "llm": "qwen2.5-coder-0.5b-instruct-q4_k_m",
     "tts": "hibari-heart",
     "vad": "silero-vad-v6",
+    "eot": "smart-turn-v3.2",
 }
 
 # Short names accepted in settings for the embedded models.
@@ -146,6 +165,7 @@ ALIASES = {
     "smollm2": "smollm2-135m-instruct-q4_1",
     "heart": "hibari-heart",
     "silero": "silero-vad-v6",
+    "smart-turn": "smart-turn-v3.2",
 }
 
 ProgressFactory = Callable[[int, str], "Progress"]
@@ -191,9 +211,9 @@ def locate(part: Part) -> Path:
     """Path of a file inside an installed package, without importing (running) the package."""
     spec = importlib.util.find_spec(part.module)
     if spec is None or not spec.submodule_search_locations:
+        install = part.install or f"pip install {part.package}"
         raise ModelError(
-            f"model package {part.package!r} is not installed (pip install {part.package}); "
-            "it ships part of an embedded model",
+            f"model package {part.package!r} is not installed ({install}); it ships an embedded model",
             code="model_package_missing",
         )
     path = Path(next(iter(spec.submodule_search_locations))) / part.relpath

@@ -3,7 +3,9 @@
 A reply is either live (its events and audio go out as they are made) or **held**: started
 speculatively while the user is silent but the turn is not over. A held reply writes nothing to the
 client and nothing to memory; ``release()`` sends what it has made so far at once and lets it go on
-live; cancelling it before release leaves no trace anywhere.
+live; cancelling it before release leaves no trace anywhere. At an endpoint on silence the session
+arms it (``release_when_audible``): it goes out with its first audio (or when it ends without any), so
+until then the user may still go on and the reply is voided unheard.
 
 Memory: the user's words are committed when the reply is released (or at once for a live reply); the
 assistant's words when the reply ends, through its ``Heard`` (agent/heard.py): all of them, or up to
@@ -19,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -60,9 +64,13 @@ class Timeline:
     def mark(self, stage: str, at: float | None = None) -> None:
         self.stamps.setdefault(stage, time.monotonic() if at is None else at)
 
+    endpointing: dict[str, Any] = field(default_factory=dict)
+
     def metrics(self, turn_id: int) -> TurnMetrics:
         timeline = {k: round((v - self.origin) * 1000.0, 1) for k, v in self.stamps.items()}
-        return TurnMetrics(turn_id, {"speech_end": 0.0, **timeline}, dict(self.durations_ms))
+        return TurnMetrics(
+            turn_id, {"speech_end": 0.0, **timeline}, dict(self.durations_ms), dict(self.endpointing)
+        )
 
 
 @dataclass
@@ -90,6 +98,8 @@ class Reply:
         self._held_events: list[Event] = []
         self._held_audio: list[AudioChunk] = []
         self._user_text: str | None = None  # committed to memory on release
+        self._on_audible: Callable[[], None] | None = None  # armed: release with the first audio
+        self._finished = False  # to_speech/to_text returned (done or failed, not cancelled)
         self.heard = Heard(ctx.memory)
         self.completed = False
 
@@ -106,10 +116,30 @@ class Reply:
             self.ctx.emit(event)
 
     def push(self, chunk: AudioChunk) -> None:
+        if self.held and self._on_audible is not None:
+            self._audible()
         if self.held:
             self._held_audio.append(chunk)
         else:
             self.ctx.output.push(self.turn_id, chunk)
+
+    def release_when_audible(self, first: list[Event], on_audible: Callable[[], None]) -> None:
+        """The turn ended on silence: go out with the first audio (``first`` ahead of everything,
+        e.g. the speech.stopped the turn ended with), or at the end of a reply that has none; then
+        call ``on_audible``. Until then the reply stays void-able without trace."""
+        if not self.held:
+            return
+        self._held_events[:0] = first
+        self._on_audible = on_audible
+        if self._held_audio or self._finished:
+            self._audible()
+
+    def _audible(self) -> None:
+        on_audible, self._on_audible = self._on_audible, None
+        self.timeline.mark("released")
+        self.release()
+        if on_audible is not None:
+            on_audible()
 
     def release(self) -> None:
         """The turn is over: send everything made so far, in order, and go on live."""
@@ -148,12 +178,19 @@ class Reply:
                 self.emit(ResponseDone(self.turn_id, "", interrupted=False))
                 self.emit(self.timeline.metrics(self.turn_id))
                 self.completed = True
-                return
-            self._user_text = transcript.text
-            self._commit_user()
-            await self._respond(llm=True, text=None)
+            else:
+                self._user_text = transcript.text
+                self._commit_user()
+                await self._respond(llm=True, text=None)
         except VoxloopError as e:
             self.emit(Error(self.turn_id, e.code, e.message, e.fatal))
+        self._ended_unheard()
+
+    def _ended_unheard(self) -> None:
+        """The reply is over; an armed one that never made audio goes out now (its events)."""
+        self._finished = True
+        if self._on_audible is not None:
+            self._audible()
 
     async def to_text(self, text: str, *, verbatim: bool) -> None:
         """Answer a typed message (``verbatim``: say ``text`` as it is)."""
@@ -164,6 +201,7 @@ class Reply:
             await self._respond(llm=not verbatim, text=text if verbatim else None)
         except VoxloopError as e:
             self.emit(Error(self.turn_id, e.code, e.message, e.fatal))
+        self._ended_unheard()
 
     async def _respond(self, *, llm: bool, text: str | None) -> None:
         tid, output = self.turn_id, self.ctx.output
@@ -182,6 +220,8 @@ class Reply:
                     tg.create_task(self._synthesize(clauses))
             except ExceptionGroup as group:
                 raise _first_error(group) from None
+            if self._on_audible is not None:  # armed, and no audio came at all: out it goes now
+                self._audible()
             await self.released.wait()
             output.end_turn(tid)
             sent_s = await output.wait_done(tid)

@@ -11,8 +11,11 @@ turn.py decides; this module executes its actions. The speculative pipeline, as 
 - the transcript is ready (``TranscriptReady``): turn.py sets the endpoint silence from it (short for
   a finished sentence, long for a dangling one) and asks to ``Speculate``: a held reply starts, LLM and
   TTS running while the user is silent, nothing sent, nothing remembered;
-- the endpoint (``EndOfTurn``) releases the held reply: what it has made goes out at once;
-- the user resumes (``SpeechResumed``): the ASR pass and the held reply are dropped without trace.
+- the end-of-turn model scores the pause (``EotScored``) beside the transcript: the two set the endpoint;
+- the endpoint (``EndOfTurn``) arms the held reply: it goes out with its first audio (what it made so
+  far at once), and the turn machine waits in HELD until then;
+- the user resumes (``SpeechResumed`` before the endpoint, ``TurnResumed`` after it while the reply is
+  not audible yet): the ASR pass and the held reply are dropped without trace, the turn goes on.
 Barge-in is one short path, ``_interrupt``: clear every buffer down to the client, cancel the reply
 and wait for it to end; what the user heard stays in memory (agent/heard.py).
 """
@@ -29,9 +32,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.asr.base import AsrPurpose, Transcript
-from agent.audio import INPUT_RATE, Pcm
+from agent.audio import INPUT_RATE, Pcm, pcm_to_float
 from agent.config import SessionOptions, Settings, TurnPolicy, with_profile
 from agent.engines import Engines
+from agent.eot.base import EotRequest, EotScore
 from agent.errors import LimitError, VoxloopError
 from agent.events import (
     Action,
@@ -45,7 +49,7 @@ from agent.events import (
     DtmfIn,
     DtmfReceived,
     EndOfTurn,
-    EndReason,
+    EotScored,
     Error,
     Event,
     Input,
@@ -53,6 +57,7 @@ from agent.events import (
     OverlapHeard,
     PauseReply,
     PlaybackIn,
+    ReplyAudible,
     ReplyEnded,
     ReplyStarted,
     ResumeReply,
@@ -68,6 +73,7 @@ from agent.events import (
     TextTurn,
     TranscriptPartial,
     TranscriptReady,
+    TurnResumed,
 )
 from agent.hearing import Hearing
 from agent.io import AudioOutput, EventSink
@@ -107,6 +113,7 @@ class _Pause:
     start: int
     end: int
     asr: asyncio.Future[Transcript]
+    eot: asyncio.Future[EotScore] | None = None
     reply: Reply | None = None
     reply_task: asyncio.Task[None] | None = None
 
@@ -115,6 +122,8 @@ class _Pause:
 
     def cancel(self) -> None:
         self.asr.cancel()
+        if self.eot is not None:
+            self.eot.cancel()
         if self.reply_task is not None:
             self.reply_task.cancel()
 
@@ -128,6 +137,14 @@ class _OverlapDone:
 
 
 @dataclass(frozen=True, slots=True)
+class _EotDone:
+    turn_id: int
+    start: int
+    end: int
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
 class _AsrDone:
     turn_id: int
     start: int
@@ -135,7 +152,7 @@ class _AsrDone:
     text: str
 
 
-_InboxItem = Input | _AsrDone | _OverlapDone
+_InboxItem = Input | _AsrDone | _EotDone | _OverlapDone
 
 
 @dataclass
@@ -168,6 +185,9 @@ class Session:
             endpoint_silence_s=settings.turn.endpoint_silence_s,
             endpoint_complete_s=settings.turn.endpoint_complete_s,
             endpoint_incomplete_s=settings.turn.endpoint_incomplete_s,
+            endpoint_confident_s=settings.turn.endpoint_confident_s,
+            endpoint_hold_s=settings.turn.endpoint_hold_s,
+            eot_threshold=settings.eot.threshold,
             max_utterance_s=settings.turn.max_utterance_s,
             barge_in_min_speech_s=settings.turn.barge_in_min_speech_s,
             barge_in_confirm_s=settings.turn.barge_in_confirm_s,
@@ -200,6 +220,7 @@ class Session:
         self._pause: _Pause | None = None
         self._pending_text: dict[int, TextIn] = {}
         self.turns_answered = 0
+        self.turns_resumed = 0  # endpoints the user spoke past before the reply was heard
 
     # -- the transport's side ---------------------------------------------------------------------
     def push(self, item: Input) -> None:
@@ -293,6 +314,8 @@ class Session:
                 await self._feed(OverlapHeard(start, end, text, agent_text))
             case _AsrDone(turn_id=tid, start=start, end=end, text=text):
                 await self._feed(TranscriptReady(tid, start, end, transcript_complete(text)))
+            case _EotDone(turn_id=tid, start=start, end=end, probability=p):
+                await self._feed(EotScored(tid, start, end, p))
 
     def _configure(self, options: SessionOptions) -> None:
         """Apply per-session options; the first call also readies the session (and its greeting)."""
@@ -317,7 +340,7 @@ class Session:
             text = self._cut.heard.amend(played_s)
             log.debug("%s: turn %d heard up to %.2f s: %r", self.session_id, turn_id, played_s, text)
 
-    async def _feed(self, item: Commit | OverlapHeard | TranscriptReady) -> None:
+    async def _feed(self, item: Commit | OverlapHeard | TranscriptReady | EotScored) -> None:
         for action in self.turns.feed(item):
             await self._act(action)
 
@@ -341,7 +364,7 @@ class Session:
                 self._drop_pause()
                 asr = self.hearing.transcribe(start, self.hearing.end, AsrPurpose.FINAL)
                 asr.add_done_callback(functools.partial(self._asr_done, tid, start, end))
-                self._pause = _Pause(tid, start, end, asr)
+                self._pause = _Pause(tid, start, end, asr, self._score_pause(tid, start, end))
             case PauseReply():
                 self._output.pause()
             case ResumeReply():
@@ -353,8 +376,10 @@ class Session:
                 self._speculate(tid, start, end)
             case SpeechResumed():
                 self._drop_pause()
-            case EndOfTurn(turn_id=tid, start_sample=start, end_sample=end, reason=reason):
-                self._end_of_turn(tid, start, end, reason)
+            case EndOfTurn():
+                self._end_of_turn(action)
+            case TurnResumed(turn_id=tid):
+                await self._void_held(tid)
             case StartText(turn_id=tid):
                 text = self._pending_text.pop(tid)
                 reply = Reply(self._reply_context, tid, Timeline(time.monotonic()), held=False)
@@ -365,6 +390,25 @@ class Session:
         # No words heard (or the pass failed): nothing comes back and the timeout resumes the agent.
         if not future.cancelled() and future.exception() is None:
             self._put(_OverlapDone(start, end, future.result().text))
+
+    def _score_pause(self, tid: int, start: int, end: int) -> asyncio.Future[EotScore] | None:
+        """Ask the end-of-turn model about the utterance so far (its last 8 s, up to now)."""
+        if self.engines.eot is None:
+            return None
+        window = max(start, self.hearing.end - 8 * INPUT_RATE)
+        audio = pcm_to_float(self.hearing.buffer.slice(window, self.hearing.end))
+        future = self.engines.eot.score(EotRequest(audio))
+        future.add_done_callback(functools.partial(self._eot_done, tid, start, end))
+        return future
+
+    def _eot_done(self, tid: int, start: int, end: int, future: asyncio.Future[EotScore]) -> None:
+        # A failed model leaves the transcript to decide alone (logged; the turn goes on).
+        if future.cancelled():
+            return
+        if (error := future.exception()) is not None:
+            log.warning("%s: end-of-turn model failed: %r", self.session_id, error)
+            return
+        self._put(_EotDone(tid, start, end, future.result().probability))
 
     def _asr_done(self, tid: int, start: int, end: int, future: asyncio.Future[Transcript]) -> None:
         if not future.cancelled() and future.exception() is None:
@@ -396,32 +440,60 @@ class Session:
             self._pause.cancel()
             self._pause = None
 
-    def _end_of_turn(self, tid: int, start: int, end: int, reason: EndReason) -> None:
+    def _end_of_turn(self, action: EndOfTurn) -> None:
+        tid, start, end, reason = action.turn_id, action.start_sample, action.end_sample, action.reason
         endpoint_at = time.monotonic()
-        self._emit(SpeechStopped(tid, end / INPUT_RATE, reason))
+        ending: list[Event] = [SpeechStopped(tid, end / INPUT_RATE, reason)]
         if reason == "max_length":
             limit = self.settings.turn.max_utterance_s
-            self._emit(
-                Error(
-                    tid, "utterance_too_long", f"the utterance reached {limit:g} s; answering what was said"
-                )
-            )
+            message = f"the utterance reached {limit:g} s; answering what was said"
+            ending.append(Error(tid, "utterance_too_long", message))
         self.hearing.cancel_partial()
         pause, self._pause = self._pause, None
-        if pause is not None and pause.matches(tid, start, end):
-            if pause.reply is not None and pause.reply_task is not None:
-                pause.reply.timeline.mark("endpoint", endpoint_at)
-                pause.reply.release()
-                self._go_live(pause.reply, pause.reply_task)
-                return
-            transcript = pause.asr
+        if pause is not None and pause.matches(tid, start, end) and pause.reply is not None:
+            assert pause.reply_task is not None
+            reply, task = pause.reply, pause.reply_task
+            if pause.eot is not None and not pause.eot.done():
+                pause.eot.cancel()  # the turn is decided: its score is no longer needed
         else:
-            if pause is not None:
-                pause.cancel()
-            transcript = self.hearing.transcribe(start, self.hearing.tail(end), AsrPurpose.FINAL)
-        reply = Reply(self._reply_context, tid, Timeline(self.hearing.arrival_of(end)), held=False)
+            if pause is not None and pause.matches(tid, start, end):
+                transcript = pause.asr
+                if pause.eot is not None:
+                    pause.eot.cancel()
+            else:
+                if pause is not None:
+                    pause.cancel()
+                transcript = self.hearing.transcribe(start, self.hearing.tail(end), AsrPurpose.FINAL)
+            reply = Reply(self._reply_context, tid, Timeline(self.hearing.arrival_of(end)), held=True)
+            task = self._spawn(reply.to_speech(transcript), tid)
         reply.timeline.mark("endpoint", endpoint_at)
-        self._go_live(reply, self._spawn(reply.to_speech(transcript), tid))
+        reply.timeline.endpointing.update(
+            reason=reason,
+            transcript=action.transcript,
+            acoustic=None if action.acoustic is None else round(action.acoustic, 3),
+            endpoint_ms=round(action.endpoint_s * 1000.0),
+        )
+        self._go_live(reply, task)
+        if reason == "silence":  # out with its first audio; until then the user may go on
+            reply.release_when_audible(ending, functools.partial(self._audible, tid))
+        else:
+            for event in ending:
+                self._emit(event)
+            reply.release()
+
+    def _audible(self, tid: int) -> None:
+        self.turns.feed(ReplyAudible(tid))
+
+    async def _void_held(self, tid: int) -> None:
+        """The user went on after the endpoint, before the reply was heard: drop the reply without
+        trace (it is still held: nothing of it reached the client or memory)."""
+        live = self._live
+        if live is not None and live.reply.turn_id == tid and live.reply.held:
+            log.debug("%s: turn %d resumed after its endpoint; held reply void", self.session_id, tid)
+            live.task.cancel()
+            await asyncio.wait([live.task])
+            self._live = None
+            self.turns_resumed += 1
 
     # -- replies ----------------------------------------------------------------------------------
     def _spawn(self, coro: Coroutine[Any, Any, None], tid: int) -> asyncio.Task[None]:

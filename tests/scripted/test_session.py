@@ -15,9 +15,10 @@ from agent import events as ev
 from agent.config import SessionOptions
 from agent.events import STAGE_ORDER, AudioFrame, AudioIn, CommitIn, ConfigureIn, Input, PlaybackIn, TextIn
 from agent.session import Session
+from agent.turn import UserState
 from streaming.playout import PacedOutput
 from tests.conftest import leaked_tasks
-from tests.scripted.fakes import FakeAsr, FakeLlm, fake_engines, fast_settings, silence, speech
+from tests.scripted.fakes import FakeAsr, FakeEot, FakeLlm, fake_engines, fast_settings, silence, speech
 
 FRAME = 320  # 20 ms at 16 kHz
 
@@ -65,8 +66,8 @@ class Harness:
 
 
 @contextlib.asynccontextmanager
-async def harness(**settings: object) -> AsyncIterator[Harness]:
-    engines = fake_engines()
+async def harness(eot: FakeEot | None = None, **settings: object) -> AsyncIterator[Harness]:
+    engines = fake_engines(eot)
     s = fast_settings(**settings)
     frames: list[AudioFrame] = []
     output = PacedOutput(16000, frames.append, lead_s=s.audio.playout_lead_s)
@@ -128,6 +129,47 @@ async def test_speech_that_resumes_after_a_pause_gets_one_reply_to_all_of_it() -
     assert [m[-1].content for m in llm.seen] == ["w1 w2 w3.", "w1 w2 w3 w4 w5 w6."]
     texts = [e.text for e in h.of(ev.ResponseTextDelta)]
     assert "w1 w2 w3." not in "".join(texts).replace("w1 w2 w3 w4", "")
+
+
+async def test_speech_after_the_endpoint_before_the_reply_is_heard_is_still_the_same_turn() -> None:
+    async with harness() as h:
+        llm = h.session.engines.llm.model
+        assert isinstance(llm, FakeLlm)
+        llm.token_s = 0.05  # the reply's first audio comes ~0.25 s after the endpoint
+        await h.feed(np.concatenate([speech(0.3), silence(0.3)]))  # the 0.2 s endpoint passes
+        await asyncio.sleep(0.05)
+        assert h.session.turns.state is UserState.HELD and not h.of(ev.ResponseStarted)
+        await h.feed(np.concatenate([speech(0.3), silence(0.4)]))  # ... and the user goes on
+        await h.until(ev.ResponseDone)
+        await asyncio.sleep(0.1)
+    assert h.session.turns_resumed == 1
+    # One turn on the wire, answering all of it; the void reply left nothing, not even its
+    # speech.stopped, and nothing in memory.
+    kinds = [type(e).__name__ for e in h.events if not isinstance(e, ev.ResponseTextDelta)]
+    assert kinds == [
+        "SessionReady", "SpeechStarted", "SpeechStopped", "TranscriptFinal", "ResponseStarted",
+        "ResponseAudioStarted", "ResponseAudioDone", "ResponseDone", "TurnMetrics",
+    ]  # fmt: skip
+    assert h.of(ev.TranscriptFinal)[0].text == "w1 w2 w3 w4 w5 w6."
+    assert [m.text for m in h.session.memory.messages if m.role == "user"] == ["w1 w2 w3 w4 w5 w6."]
+    assert [m[-1].content for m in llm.seen] == ["w1 w2 w3.", "w1 w2 w3 w4 w5 w6."]
+
+
+async def test_the_end_of_turn_model_is_asked_and_its_opinion_reported() -> None:
+    eot = FakeEot(0.1)  # "more is coming": a finished sentence waits endpoint_hold_s
+    async with harness(eot, endpoint_confident_s=0.1, endpoint_hold_s=0.6) as h:
+        await h.feed(np.concatenate([speech(0.3), silence(0.4)]), realtime=True)
+        await asyncio.sleep(0.1)
+        assert not h.of(ev.SpeechStopped)  # 0.5 s of silence: held
+        await h.feed(silence(0.3), realtime=True)
+        await h.until(ev.TurnMetrics)
+        eot.probability = 0.95  # the next pause: the model agrees with the transcript
+        await h.feed(np.concatenate([speech(0.3), silence(0.3)]), realtime=True)
+        await h.until(ev.TurnMetrics, 2)
+    first, second = (m.endpointing for m in h.of(ev.TurnMetrics))
+    assert first == {"reason": "silence", "transcript": "complete", "acoustic": 0.1, "endpoint_ms": 600}
+    assert second["acoustic"] == 0.95 and second["endpoint_ms"] == 100
+    assert eot.seen and all(n <= 8 * 16000 for n in eot.seen)
 
 
 async def test_a_model_failing_mid_turn_is_reported_and_the_session_goes_on() -> None:

@@ -7,7 +7,15 @@ import argparse
 import numpy as np
 
 from agent.config import Settings
-from streaming.devtools.bench import AUDIBLE, CORPUS, Utterance, percentiles, render, server_flags
+from streaming.devtools.bench import (
+    AUDIBLE,
+    CORPUS,
+    HESITATION,
+    Utterance,
+    percentiles,
+    render,
+    server_flags,
+)
 
 
 class ToneTts:
@@ -35,6 +43,14 @@ def test_the_corpus_has_inner_pauses_of_300_to_600_ms() -> None:
     pauses = [p for u in CORPUS for p in u.pauses_s]
     assert pauses and min(pauses) >= 0.3 and max(pauses) <= 0.6
     assert all(len(u.pauses_s) == len(u.parts) - 1 for u in CORPUS)
+
+
+def test_the_hesitation_corpus_pauses_600_to_1000_ms_where_a_turn_must_not_end() -> None:
+    pauses = [p for u in HESITATION for p in u.pauses_s]
+    assert len(pauses) == len(HESITATION) and min(pauses) >= 0.6 and max(pauses) <= 1.0
+    firsts = [u.parts[0] for u in HESITATION]
+    assert sum(f.split()[-1] in ("and", "because", "with", "at", "so") for f in firsts) >= 5
+    assert sum(f.endswith(".") for f in firsts) >= 3  # a finished short sentence, then more
 
 
 def test_percentiles() -> None:

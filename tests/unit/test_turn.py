@@ -9,9 +9,11 @@ from agent.events import (
     ClassifyOverlap,
     Commit,
     EndOfTurn,
+    EotScored,
     Interrupt,
     OverlapHeard,
     PauseReply,
+    ReplyAudible,
     ReplyEnded,
     ReplyStarted,
     ResumeReply,
@@ -21,9 +23,20 @@ from agent.events import (
     StartText,
     TextTurn,
     TranscriptReady,
+    TurnResumed,
 )
-from agent.meaning import classify_overlap, transcript_complete
-from agent.turn import ROWS, TABLE, AgentState, Cue, TurnTaking, UnlistedTransition, UserState, render_table
+from agent.meaning import classify_overlap, dictation, transcript_complete
+from agent.turn import (
+    ROWS,
+    TABLE,
+    AgentState,
+    Cue,
+    TurnTaking,
+    UnlistedTransition,
+    UserState,
+    endpoint_s,
+    render_table,
+)
 from agent.vad.base import VAD_WINDOW, VadFrame
 
 POLICY = TurnPolicy(min_speech_s=0.1, endpoint_silence_s=0.3, max_utterance_s=2.0)
@@ -65,6 +78,9 @@ def test_utterance_then_silence_ends_the_turn_once() -> None:
     assert end.reason == "silence" and end.end_sample == 13 * VAD_WINDOW
     # endpoint fires after 0.3 s = 9.4 frames of silence: on the 10th silent frame
     assert acts[-1][0] == 13 + 9
+    # held until the reply is audible (speech now would resume the turn), then listening
+    assert m.state is UserState.HELD
+    assert m.feed(ReplyAudible(1)) == []
     assert m.state is UserState.LISTENING
 
 
@@ -106,6 +122,7 @@ def test_speech_while_agent_replies_pauses_it_then_interrupts_when_it_goes_on() 
     m = TurnTaking(POLICY)
     drive(m, "#" * 6 + "." * 12)
     assert m.feed(ReplyStarted(1)) == []
+    assert m.feed(ReplyAudible(1)) == []
     acts = drive(m, "#" * 4, start=18)  # 128 ms >= barge_in_min_speech 100 ms
     assert [a for _, a in acts] == [PauseReply(1)]
     acts = drive(m, "#" * 20, start=22)  # past barge_in_confirm 0.7 s: an interruption
@@ -123,7 +140,10 @@ def test_speech_after_reply_ended_does_not_interrupt() -> None:
 
 def test_stale_reply_started_is_ignored() -> None:
     m = TurnTaking(POLICY)
-    drive(m, "#" * 6 + "." * 12 + "#" * 4)  # turn 2 has started
+    drive(m, "#" * 6 + "." * 12)
+    m.feed(ReplyAudible(1))
+    drive(m, "#" * 4, start=18)  # turn 2 has started
+    assert m.turn_id == 2
     m.feed(ReplyStarted(1))
     assert m.reply_turn is None
 
@@ -219,10 +239,183 @@ def test_resuming_after_a_speculation_voids_it_and_the_turn_goes_on() -> None:
         ("I would like to know what the largest ocean is.", True),
         ("", False),
         ("Um.", False),
+        ("My number is four one five.", False),  # digits read out: more may come
+        ("The code is A B 3.", False),
+        ("Spell it J, O, H.", False),
+        ("Call me on 555-123-4567.", True),  # a whole phone number
+        ("It costs 1999.", True),  # one amount
+        ("What is two plus three?", True),
     ],
 )
 def test_transcript_complete(text: str, complete: bool) -> None:
     assert transcript_complete(text) is complete
+
+
+@pytest.mark.parametrize(
+    ("text", "reading_out"),
+    [
+        ("four one five", True),
+        ("4 1 5", True),
+        ("my order is A B 3", True),
+        ("twenty five", False),
+        ("two hundred", False),
+        ("flight BA 294", False),
+        ("five five five one two three four", False),  # seven digits: a whole number
+        ("plan B", False),
+        ("is it 7 or 8", False),
+        ("my number is 555,", True),  # a group of a number being given
+        ("room 415", False),
+    ],
+)
+def test_dictation(text: str, reading_out: bool) -> None:
+    assert dictation(text) is reading_out
+
+
+# -- the end-of-turn model as an input ---------------------------------------------------------------
+EOT = TurnPolicy(
+    min_speech_s=0.1,
+    endpoint_silence_s=0.5,
+    endpoint_complete_s=0.4,
+    endpoint_incomplete_s=1.2,
+    endpoint_confident_s=0.1,
+    endpoint_hold_s=0.9,
+    eot_threshold=0.5,
+)
+SPAN = (1, 0, 10 * VAD_WINDOW)
+
+
+@pytest.mark.parametrize(
+    ("reading", "acoustic", "expected"),
+    [
+        ("complete", 0.9, "endpoint_confident_s"),
+        ("complete", 0.2, "endpoint_hold_s"),
+        ("complete", None, "endpoint_complete_s"),
+        ("dangling", 0.9, "endpoint_incomplete_s"),  # the model judged "and ..." complete: not enough
+        ("dangling", 0.1, "endpoint_incomplete_s"),
+        ("dangling", None, "endpoint_incomplete_s"),
+        (None, 0.9, "endpoint_silence_s"),  # the transcript decides with it: wait for it
+        (None, 0.1, "endpoint_hold_s"),  # (the longer of silence and hold)
+        (None, None, "endpoint_silence_s"),
+    ],
+)
+@pytest.mark.parametrize("profile", ["conversation", "tutoring", "phone"])
+def test_the_endpoint_from_both_opinions(
+    reading: str | None, acoustic: float | None, expected: str, profile: str
+) -> None:
+    policy = with_profile(EOT, profile)
+    want = getattr(policy, expected)
+    if reading is None and acoustic is not None and acoustic < policy.eot_threshold:
+        want = max(policy.endpoint_silence_s, policy.endpoint_hold_s)
+    assert endpoint_s(policy, reading, acoustic) == want  # type: ignore[arg-type]
+
+
+def test_profiles_order_their_endpoints() -> None:
+    for profile in ("conversation", "tutoring", "phone"):
+        p = with_profile(TurnPolicy(), profile)
+        assert p.endpoint_confident_s < p.endpoint_complete_s < p.endpoint_hold_s < p.endpoint_incomplete_s
+    tutoring, base = with_profile(TurnPolicy(), "tutoring"), TurnPolicy()
+    assert tutoring.endpoint_hold_s > base.endpoint_hold_s and tutoring.eot_threshold > base.eot_threshold
+
+
+def pause_of(silent_frames: int) -> TurnTaking:
+    m = TurnTaking(EOT)
+    drive(m, "#" * 10 + "." * silent_frames)
+    return m
+
+
+def test_a_confident_model_and_a_finished_transcript_end_the_turn_at_the_short_endpoint() -> None:
+    m = pause_of(2)
+    assert m.feed(EotScored(*SPAN, probability=0.93)) == []  # no transcript yet: wait for it
+    acts = m.feed(TranscriptReady(*SPAN, complete=True))
+    assert [type(a).__name__ for a in acts] == ["Speculate"]
+    assert kinds(drive(m, ".", start=12)) == []  # 3 frames = 96 ms < 100 ms
+    (_, end), *_ = drive(m, ".", start=13)
+    assert isinstance(end, EndOfTurn) and end.reason == "silence"
+    assert (end.transcript, end.acoustic, end.endpoint_s) == ("complete", 0.93, 0.1)
+    assert m.state is UserState.HELD
+
+
+@pytest.mark.parametrize("order", ["model first", "transcript first"])
+def test_a_doubtful_model_holds_a_finished_sentence(order: str) -> None:
+    m = pause_of(2)
+    inputs = [EotScored(*SPAN, probability=0.1), TranscriptReady(*SPAN, complete=True)]
+    for item in inputs if order == "model first" else inputs[::-1]:
+        m.feed(item)
+    assert kinds(drive(m, "." * 25, start=12)) == []  # 0.86 s of silence, hold is 0.9 s
+    (_, end), *_ = drive(m, "..", start=37)
+    assert isinstance(end, EndOfTurn) and end.acoustic == 0.1 and end.endpoint_s == 0.9
+
+
+def test_a_dangling_transcript_holds_whatever_the_model_says() -> None:
+    m = pause_of(2)
+    m.feed(EotScored(*SPAN, probability=0.97))
+    m.feed(TranscriptReady(*SPAN, complete=False))
+    assert kinds(drive(m, "." * 34, start=12)) == []  # 1.15 s < 1.2 s
+    assert kinds(drive(m, "..", start=46)) == ["EndOfTurn"]
+
+
+def test_a_score_that_arrives_past_its_endpoint_ends_the_turn_at_once() -> None:
+    m = pause_of(6)  # 0.19 s of silence
+    m.feed(TranscriptReady(*SPAN, complete=True))  # endpoint 0.4 s without a model
+    assert [type(a).__name__ for a in m.feed(EotScored(*SPAN, probability=0.8))] == ["EndOfTurn"]
+
+
+def test_a_stale_score_is_ignored() -> None:
+    m = pause_of(2)
+    assert m.feed(EotScored(1, 0, 9 * VAD_WINDOW, probability=0.9)) == []
+    assert m._acoustic is None
+    drive(m, "###", start=12)  # the user went on
+    assert m.feed(EotScored(*SPAN, probability=0.9)) == []
+
+
+# -- after the endpoint, before the reply is heard --------------------------------------------------
+def held() -> TurnTaking:
+    m = pause_of(2)
+    m.feed(EotScored(*SPAN, probability=0.9))
+    m.feed(TranscriptReady(*SPAN, complete=True))
+    drive(m, "..", start=12)
+    assert m.state is UserState.HELD
+    m.feed(ReplyStarted(1))
+    return m
+
+
+def test_speech_before_the_reply_is_heard_resumes_the_same_turn() -> None:
+    m = held()
+    assert kinds(drive(m, "#", start=14)) == []  # 32 ms: not yet
+    assert [a for _, a in drive(m, "#", start=15)] == [TurnResumed(1)]
+    assert m.state is UserState.SPEAKING and m.turn_id == 1
+    assert m.speech_start_sample == 0  # one turn: the words before the pause and after it
+    m.feed(ReplyEnded(1))  # the void reply ends
+    acts = drive(m, "####" + "..", start=16)
+    assert [a for _, a in acts] == [SilenceOnset(1, 0, 20 * VAD_WINDOW)]
+
+
+def test_a_blip_while_held_does_not_resume() -> None:
+    m = held()
+    assert drive(m, "#.#.#.", start=14) == []
+    assert m.state is UserState.HELD
+
+
+def test_once_the_reply_is_audible_speech_is_a_barge_in() -> None:
+    m = held()
+    assert m.feed(ReplyAudible(1)) == []
+    assert m.state is UserState.LISTENING
+    acts = drive(m, "####", start=14)
+    assert [a for _, a in acts] == [PauseReply(1)]
+
+
+def test_a_reply_that_ends_unheard_ends_the_hold() -> None:
+    m = held()
+    m.feed(ReplyEnded(1))
+    assert m.state is UserState.LISTENING and m.reply_turn is None
+    assert kinds(drive(m, "####", start=14)) == ["StartSpeech"]
+    assert m.turn_id == 2
+
+
+def test_a_text_turn_while_held_interrupts_the_held_reply() -> None:
+    m = held()
+    assert m.feed(TextTurn()) == [Interrupt(1), StartText(2)]
+    assert m.state is UserState.LISTENING
 
 
 # -- barge-in: pause at once, then decide ------------------------------------------------------------
@@ -230,6 +423,7 @@ def agent_talking() -> TurnTaking:
     m = TurnTaking(POLICY)
     drive(m, "#" * 6 + "." * 12)
     m.feed(ReplyStarted(1))
+    m.feed(ReplyAudible(1))
     return m
 
 
@@ -286,6 +480,7 @@ def test_two_interruptions_in_a_row() -> None:
     overlap(m, "#" * 25)  # interrupts reply 1; turn 2 starts
     drive(m, "." * 12, start=43)  # turn 2 ends
     m.feed(ReplyStarted(2))
+    m.feed(ReplyAudible(2))
     acts = overlap(m, "#" * 25, start=55)
     assert acts[0] == PauseReply(2) and Interrupt(2) in acts and StartSpeech(3, 55 * VAD_WINDOW) in acts
 
