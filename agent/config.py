@@ -74,6 +74,9 @@ class TurnPolicy:
     barge_in_confirm_s: float = 0.7  # ... this long is an interruption whatever was said
     false_interruption_timeout_s: float = 1.0  # no words this long after the overlap: the agent resumes
     max_backchannel_s: float = 1.2  # a backchannel is shorter than this
+    wordless_logprob: float = -0.95  # an overlap the ASR hears with less confidence is not words
+    hum_tilt_db: float = -22.0  # an overlap with less high-frequency energy than this is a hum
+    max_hum_s: float = 0.8  # ... if it is this short
     backchannels: frozenset[str] = frozenset(
         {"uh-huh", "uh huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "yeah", "yes", "yep", "right", "okay",
          "ok", "sure", "i see", "got it", "uh", "um", "ah", "oh", "wow", "cool", "nice", "alright", "true"}
@@ -195,6 +198,12 @@ class LlmSettings:
         "context memory budget: system prompt + kept turns; the oldest turns are dropped beyond it",
         flag="memory_budget_tokens",
     )
+    prefill_partials: bool = _f(
+        True,
+        "read the user's words into the LLM's cache from partial transcripts while they speak, when "
+        "the LLM is idle (the final prompt then reads only what changed)",
+        flag="prefill_partials",
+    )
 
     def __post_init__(self) -> None:
         if min(self.threads, self.max_reply_tokens, self.max_reply_sentences, self.max_reply_words) < 1:
@@ -254,6 +263,11 @@ class TurnSettings:
     false_interruption_timeout_s: float = _f(
         1.0, "after speech over the agent, no words within this time: the agent resumes where it stopped"
     )
+    wordless_logprob: float = _f(
+        -0.95,
+        "speech over the agent that the ASR hears with a mean token log-probability under this is "
+        "wordless ('mm-hmm', 'uh-huh', a laugh): short, it does not interrupt",
+    )
     backchannels: str = _f(
         "uh-huh,uh huh,mm-hmm,mm hmm,mhm,mm,hmm,yeah,yes,yep,right,okay,ok,sure,i see,got it,uh,um,ah,oh,"
         "wow,cool,nice,alright,true",
@@ -290,12 +304,19 @@ class EotSettings:
     )
     threshold: float = _f(0.5, "the end-of-turn model's P(complete) that counts as a finished turn")
     threads: int = _f(1, "CPU threads of the end-of-turn model")
+    nice: int = _f(
+        0,
+        "how much lower than the ASR and LLM the model's thread runs (0-19); above 0, on a busy CPU its "
+        "opinion comes late (the transcript decides alone) rather than slowing the ASR pass",
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
             raise ConfigError("eot_threshold must be in (0, 1)")
         if self.threads < 1:
             raise ConfigError("eot_threads must be at least 1")
+        if not 0 <= self.nice <= 19:
+            raise ConfigError("eot_nice must be 0..19")
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +324,15 @@ class AudioSettings:
     PREFIX: ClassVar[str] = ""
     playout_lead_s: float = _f(0.06, "how far ahead of real time agent audio is sent to the client")
     input_queue_s: float = _f(2.0, "input audio buffered before the oldest is dropped (and counted)")
+    aec: str = _f(
+        "webrtc",
+        "server-side echo cancellation of the input (agent/aec.py): webrtc (AEC3) or off; a client that "
+        "cancels its own echo (echo_cancelled in session.update: the page does) gets none",
+    )
+
+    def __post_init__(self) -> None:
+        if self.aec not in ("webrtc", "off"):
+            raise ConfigError(f"aec {self.aec!r}: use webrtc or off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,6 +479,7 @@ class SessionOptions:
     instructions: str | None = None  # the system prompt: persona and rules
     voice: str | None = None  # the TTS voice (None: the backend's default)
     greeting: str | None = None  # said as it is when the session starts (only in the first ConfigureIn)
+    echo_cancelled: bool | None = None  # the client removes its own echo: no server-side AEC
 
     def __post_init__(self) -> None:
         if self.profile is not None and self.profile not in PROFILES:

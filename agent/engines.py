@@ -187,9 +187,9 @@ class AsrEngine:
 class EotEngine:
     """End-of-turn scores off the loop; a batch of pauses (several sessions) is one model call."""
 
-    def __init__(self, model: EotModel, *, max_batch: int = 4) -> None:
+    def __init__(self, model: EotModel, *, max_batch: int = 4, nice: int = 0) -> None:
         self.model = model
-        self.queue: RoleQueue[EotRequest] = RoleQueue("eot", self._serve, max_batch=max_batch)
+        self.queue: RoleQueue[EotRequest] = RoleQueue("eot", self._serve, max_batch=max_batch, nice=nice)
 
     def score(self, request: EotRequest) -> asyncio.Future[EotScore]:
         """P(the turn is complete) for the utterance; cancelling drops a queued request."""
@@ -200,18 +200,36 @@ class EotEngine:
             job.deliver(score)
 
 
+@dataclass(frozen=True, slots=True)
+class Prefill:
+    """Read this prompt into the LLM's cache; generate nothing (agent/llm/base.py: prefill)."""
+
+    request: LlmRequest
+
+
 class LlmEngine:
     def __init__(self, model: Llm) -> None:
         self.model = model
-        self.queue: RoleQueue[LlmRequest] = RoleQueue("llm", self._serve)
+        self.queue: RoleQueue[LlmRequest | Prefill] = RoleQueue("llm", self._serve)
 
     def generate(self, request: LlmRequest) -> Stream[LlmOutput]:
         """The reply as a stream of outputs (text deltas). Leaving its ``async with`` stops the
         model before its next token (or drops the request if it has not started)."""
         return Stream(self.queue, request, 0)
 
-    def _serve(self, jobs: list[Job[LlmRequest]]) -> None:
-        _serve_streams(jobs, self.model.stream)
+    def prefill(self, request: LlmRequest) -> asyncio.Future[int]:
+        """Read ``request``'s prompt ahead (tokens read come back); any reply goes first, and
+        cancelling drops it or stops it at its next slice."""
+        return _submit_future(self.queue, Prefill(request), 1)
+
+    def _serve(self, jobs: list[Job[LlmRequest | Prefill]]) -> None:
+        for job in jobs:
+            match job.request:
+                case Prefill(request=request):
+                    job.deliver(self.model.prefill(request, job.cancelled))
+                case request:
+                    for chunk in self.model.stream(request, job.cancelled):
+                        job.deliver(chunk)
 
 
 class TtsEngine:
@@ -326,7 +344,7 @@ def load(settings: Settings, progress: models.ProgressFactory | None = None, *, 
         LlmEngine(llm),
         TtsEngine(tts),
         load_s,
-        None if eot is None else EotEngine(eot),
+        None if eot is None else EotEngine(eot, nice=settings.eot.nice),
     )
 
 

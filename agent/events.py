@@ -264,6 +264,8 @@ class OverlapHeard:
     end_sample: int
     text: str
     agent_text: str = ""  # what the agent was saying around then (its own words, heard back = echo)
+    avg_logprob: float | None = None  # the ASR's confidence that those were words (agent/asr/base.py)
+    tilt_db: float | None = None  # high against low frequencies (agent/hearing.py): a closed-mouth hum?
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,11 @@
-"""The input side of a session: the input buffer, VAD, the echo gate, and the ASR requests on it.
+"""The input side of a session: echo cancellation, the input buffer, VAD, the echo gate, and the ASR
+requests on it.
 
-Audio arrives at 16 kHz (agent.audio.INPUT_RATE) and is kept, addressable by sample position, for as
-long as an utterance can last. Each frame goes through the VAD (in the VAD queue's thread) and, while
-the agent's own audio may be echoing back, through the echo gate; the resulting ``VadFrame``s feed
+Audio arrives at 16 kHz (agent.audio.INPUT_RATE). Unless the client cancels echo itself (a browser),
+the agent's own voice is first subtracted from it (agent/aec.py, with what the server sent as the
+reference); the cleaned audio is kept, addressable by sample position, for as long as an utterance can
+last. Each frame goes through the VAD (in the VAD queue's thread) and, while the agent's own audio may
+still be echoing back, through the echo gate (the second line); the resulting ``VadFrame``s feed
 turn-taking. ASR passes are requests to the shared ASR engine: a final pass (a reply answers it), an
 overlap pass (what was said over the agent?) or a partial pass (the live transcript), in that order
 of priority; each is a future the session may cancel.
@@ -16,7 +19,9 @@ import time
 from collections import deque
 
 import numpy as np
+import soxr
 
+from agent.aec import EchoCanceller
 from agent.asr.base import AsrPurpose, AsrRequest, Transcript
 from agent.audio import INPUT_RATE, Pcm, pcm_to_float
 from agent.config import Settings
@@ -60,6 +65,9 @@ class Hearing:
         self.echo: EchoGate | None = None
         if settings.turn.echo_gate:
             self.echo = EchoGate(EchoGatePolicy(max_delay_s=settings.turn.echo_max_delay_s))
+        self.aec: EchoCanceller | None = EchoCanceller() if settings.audio.aec == "webrtc" else None
+        self._reference_rate = 0
+        self._reference_resampler: soxr.ResampleStream | None = None
         keep = int((settings.turn.max_utterance_s + settings.asr.preroll_s + 2.0) * INPUT_RATE)
         self.buffer = InputBuffer(keep)
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)
@@ -72,9 +80,18 @@ class Hearing:
         """Samples heard so far (the input position)."""
         return self.buffer.end
 
+    def client_cancels_echo(self) -> None:
+        """The client removes its own echo (a browser's getUserMedia): no server-side AEC, which
+        would only distort what is left."""
+        self.aec = None
+
     async def frames(self, pcm: Pcm, received_at: float) -> list[VadFrame]:
         """Take one input chunk; return its VAD windows, gated by the echo gate. Cancel-safe: a
         cancelled call has stored the audio, and its VAD result is dropped."""
+        if self.aec is not None:
+            pcm = self.aec.process(pcm)
+            if not len(pcm):
+                return []
         end = self.buffer.append(pcm)
         self._arrivals.append((end, received_at))
         frames = await self._engines.vad.process(self._vad, pcm)
@@ -89,10 +106,23 @@ class Hearing:
         return gated
 
     def reference(self, frame: Pcm, sample_rate: int) -> None:
-        """The agent's audio as it leaves: the echo gate's far-end reference."""
-        if self.echo is not None and len(frame):
+        """The agent's audio as it leaves: the far-end reference of the canceller and the gate."""
+        if not len(frame):
+            return
+        if self.aec is not None:
+            self.aec.reference(self._at_input_rate(frame, sample_rate), self.buffer.end)
+        if self.echo is not None:
             peak = float(np.abs(frame.astype(np.int32)).max()) / 32768.0
             self.echo.reference(peak, self.buffer.end, len(frame) * INPUT_RATE // sample_rate)
+
+    def _at_input_rate(self, frame: Pcm, sample_rate: int) -> Pcm:
+        if sample_rate == INPUT_RATE:
+            return frame
+        if self._reference_resampler is None or self._reference_rate != sample_rate:
+            self._reference_resampler = soxr.ResampleStream(sample_rate, INPUT_RATE, 1, dtype="int16")
+            self._reference_rate = sample_rate
+        out: Pcm = self._reference_resampler.resample_chunk(frame)
+        return out
 
     def arrival_of(self, sample: int) -> float:
         """When the server received the input frame holding ``sample``."""
@@ -110,6 +140,21 @@ class Hearing:
         self._passes.add(future)
         future.add_done_callback(self._passes.discard)
         return future
+
+    def tilt_db(self, start: int, end: int) -> float | None:
+        """How much of [start, end)'s energy lies high (2-3.8 kHz) against low (80-1000 Hz), in dB:
+        a hum with the mouth closed ("mm-hmm", "hmm") sits near -23 dB, words at -13 to -21 dB
+        (the band stops under 4 kHz, so phone audio reads the same)."""
+        pcm = self.buffer.slice(start, end).astype(np.float64)
+        if len(pcm) < INPUT_RATE // 10:
+            return None
+        spectrum = np.abs(np.fft.rfft(pcm * np.hanning(len(pcm)))) ** 2
+        freq = np.fft.rfftfreq(len(pcm), 1.0 / INPUT_RATE)
+        low = float(spectrum[(freq > 80) & (freq < 1000)].sum())
+        high = float(spectrum[(freq > 2000) & (freq < 3800)].sum())
+        if low <= 0.0:
+            return None
+        return 10.0 * float(np.log10(high / low + 1e-12))
 
     def close(self) -> None:
         """Cancel every ASR pass not done yet (the session is over: queued ones never run)."""

@@ -72,18 +72,33 @@ def _one_amount(words: list[str]) -> bool:
     return len(words) == 2 and (words[0] in tens or words[1] in ("hundred", "thousand"))
 
 
-def classify_overlap(text: str, duration_s: float, policy: TurnPolicy, agent_text: str = "") -> Overlap:
+def classify_overlap(
+    text: str,
+    duration_s: float,
+    policy: TurnPolicy,
+    agent_text: str = "",
+    avg_logprob: float | None = None,
+    tilt_db: float | None = None,
+) -> Overlap:
     """What speech over the agent was: "noise" (no words), "echo" (mostly the agent's own recent
-    words: its voice came back into the input), "backchannel" (only words from the backchannel list,
-    and short), or "interruption" (anything else)."""
+    words: its voice came back into the input), "backchannel" (short, and either only words from the
+    backchannel list or *wordless*: "mm-hmm", "uh-huh", a laugh, which Whisper hears as "Mama",
+    "Aha", "homeless" with low confidence, ``avg_logprob`` under ``wordless_logprob``; or a short hum
+    with the mouth closed, ``tilt_db`` under ``hum_tilt_db``: "mm-hmm", "hmm", whatever the ASR made
+    of it), or "interruption" (anything else)."""
     words = re.findall(r"[a-z']+(?:-[a-z']+)*", text.lower())
     if not words:
         return "noise"
+    short = duration_s <= policy.max_backchannel_s
+    if short and avg_logprob is not None and avg_logprob < policy.wordless_logprob:
+        return "backchannel"
+    if duration_s <= policy.max_hum_s and tilt_db is not None and tilt_db < policy.hum_tilt_db:
+        return "backchannel"
     own = set(re.findall(r"[a-z']+(?:-[a-z']+)*", agent_text.lower()))
     if own and len(words) >= 2 and sum(w in own for w in words) >= 0.7 * len(words):
         return "echo"
     phrase = " ".join(words)
     listed = policy.backchannels
-    if duration_s <= policy.max_backchannel_s and (phrase in listed or all(w in listed for w in words)):
+    if short and (phrase in listed or all(w in listed for w in words)):
         return "backchannel"
     return "interruption"

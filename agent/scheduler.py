@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -88,6 +89,7 @@ class RoleQueue(Generic[Req]):
         *,
         max_batch: int = 1,
         batch_window_s: float = 0.0,
+        nice: int = 0,
     ) -> None:
         if max_batch < 1 or batch_window_s < 0:
             raise ValueError("max_batch >= 1 and batch_window_s >= 0")
@@ -95,6 +97,7 @@ class RoleQueue(Generic[Req]):
         self._serve = serve
         self._max_batch = max_batch
         self._window_s = batch_window_s
+        self._nice = nice  # > 0: the worker thread yields the CPU to the others (Linux: per thread)
         self._heap: list[_Entry] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -165,6 +168,11 @@ class RoleQueue(Generic[Req]):
             return batch
 
     def _work(self) -> None:
+        if self._nice > 0:
+            try:  # on Linux a thread is a task of its own: this lowers only this worker
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
+            except (AttributeError, OSError) as e:  # another OS: the worker runs at normal priority
+                log.info("%s queue: cannot lower the worker's priority: %r", self.name, e)
         while (taken := self._take_batch()) is not None:
             batch = [job for job in taken if not job.cancelled()]  # cancelled while being taken
             for job in taken:

@@ -77,6 +77,7 @@ from agent.events import (
 )
 from agent.hearing import Hearing
 from agent.io import AudioOutput, EventSink
+from agent.llm.base import LlmRequest
 from agent.meaning import transcript_complete
 from agent.memory import Memory
 from agent.reply import Reply, ReplyContext, Timeline
@@ -114,6 +115,7 @@ class _Pause:
     end: int
     asr: asyncio.Future[Transcript]
     eot: asyncio.Future[EotScore] | None = None
+    eot_at: float | None = None  # when the end-of-turn model's opinion came back
     reply: Reply | None = None
     reply_task: asyncio.Task[None] | None = None
 
@@ -134,6 +136,8 @@ class _OverlapDone:
     start: int
     end: int
     text: str
+    avg_logprob: float | None = None
+    tilt_db: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +196,7 @@ class Session:
             barge_in_min_speech_s=settings.turn.barge_in_min_speech_s,
             barge_in_confirm_s=settings.turn.barge_in_confirm_s,
             false_interruption_timeout_s=settings.turn.false_interruption_timeout_s,
+            wordless_logprob=settings.turn.wordless_logprob,
             backchannels=frozenset(
                 w.strip().lower() for w in settings.turn.backchannels.split(",") if w.strip()
             ),
@@ -221,6 +226,7 @@ class Session:
         self._pending_text: dict[int, TextIn] = {}
         self.turns_answered = 0
         self.turns_resumed = 0  # endpoints the user spoke past before the reply was heard
+        self._prefilling: asyncio.Future[int] | None = None
 
     # -- the transport's side ---------------------------------------------------------------------
     def push(self, item: Input) -> None:
@@ -270,6 +276,8 @@ class Session:
             self._tasks = None
             self._drop_pause()
             self.hearing.close()
+            if self._prefilling is not None:
+                self._prefilling.cancel()
 
     # -- input ------------------------------------------------------------------------------------
     def _put(self, item: _InboxItem) -> None:
@@ -309,9 +317,16 @@ class Session:
                 self._emit(DtmfReceived(self.turns.turn_id, digit))
             case ConfigureIn(options=options):
                 self._configure(options)
-            case _OverlapDone(start=start, end=end, text=text):
+            case _OverlapDone(start=start, end=end, text=text, avg_logprob=logprob, tilt_db=tilt):
+                log.debug(
+                    "%s: over the agent: %r (log-probability %s, tilt %s dB)",
+                    self.session_id,
+                    text,
+                    logprob,
+                    tilt,
+                )
                 agent_text = self._live.reply.said_text if self._live is not None else ""
-                await self._feed(OverlapHeard(start, end, text, agent_text))
+                await self._feed(OverlapHeard(start, end, text, agent_text, logprob, tilt))
             case _AsrDone(turn_id=tid, start=start, end=end, text=text):
                 await self._feed(TranscriptReady(tid, start, end, transcript_complete(text)))
             case _EotDone(turn_id=tid, start=start, end=end, probability=p):
@@ -326,6 +341,8 @@ class Session:
             self.memory.system_prompt = options.instructions
         if options.voice is not None:
             self._reply_context.voice = options.voice
+        if options.echo_cancelled:
+            self.hearing.client_cancels_echo()
         if not self.configured:
             self.configured = True
             self._emit(SessionReady(0, self.session_id, 0, 0, self.engines.names, self.profile))
@@ -389,7 +406,10 @@ class Session:
     def _overlap_done(self, start: int, end: int, future: asyncio.Future[Transcript]) -> None:
         # No words heard (or the pass failed): nothing comes back and the timeout resumes the agent.
         if not future.cancelled() and future.exception() is None:
-            self._put(_OverlapDone(start, end, future.result().text))
+            heard = future.result()
+            self._put(
+                _OverlapDone(start, end, heard.text, heard.avg_logprob, self.hearing.tilt_db(start, end))
+            )
 
     def _score_pause(self, tid: int, start: int, end: int) -> asyncio.Future[EotScore] | None:
         """Ask the end-of-turn model about the utterance so far (its last 8 s, up to now)."""
@@ -408,6 +428,8 @@ class Session:
         if (error := future.exception()) is not None:
             log.warning("%s: end-of-turn model failed: %r", self.session_id, error)
             return
+        if self._pause is not None and self._pause.eot is future:
+            self._pause.eot_at = time.monotonic()
         self._put(_EotDone(tid, start, end, future.result().probability))
 
     def _asr_done(self, tid: int, start: int, end: int, future: asyncio.Future[Transcript]) -> None:
@@ -423,6 +445,17 @@ class Session:
         text = future.result().text
         if tid == self.turns.turn_id and self.turns.state in (UserState.SPEAKING, UserState.PAUSED) and text:
             self._emit(TranscriptPartial(tid, text))
+            self._prefill(text)
+
+    def _prefill(self, partial: str) -> None:
+        """Read the words heard so far into the LLM's cache while the user is still speaking; only
+        when the LLM is idle (never ahead of any session's reply), the newest partial replacing the
+        one before."""
+        if not self.settings.llm.prefill_partials or self.engines.llm.queue.pending:
+            return
+        if self._prefilling is not None:
+            self._prefilling.cancel()
+        self._prefilling = self.engines.llm.prefill(LlmRequest(self.memory.render(pending_user=partial)))
 
     # -- turns ------------------------------------------------------------------------------------
     def _speculate(self, tid: int, start: int, end: int) -> None:
@@ -450,6 +483,8 @@ class Session:
             ending.append(Error(tid, "utterance_too_long", message))
         self.hearing.cancel_partial()
         pause, self._pause = self._pause, None
+        origin = self.hearing.arrival_of(end)
+        acoustic_at = pause.eot_at if pause is not None and pause.matches(tid, start, end) else None
         if pause is not None and pause.matches(tid, start, end) and pause.reply is not None:
             assert pause.reply_task is not None
             reply, task = pause.reply, pause.reply_task
@@ -464,9 +499,13 @@ class Session:
                 if pause is not None:
                     pause.cancel()
                 transcript = self.hearing.transcribe(start, self.hearing.tail(end), AsrPurpose.FINAL)
-            reply = Reply(self._reply_context, tid, Timeline(self.hearing.arrival_of(end)), held=True)
+            reply = Reply(self._reply_context, tid, Timeline(origin), held=True)
             task = self._spawn(reply.to_speech(transcript), tid)
         reply.timeline.mark("endpoint", endpoint_at)
+        if acoustic_at is not None:  # the opinion's arrival, on the timeline's clock
+            reply.timeline.endpointing["acoustic_ms"] = round(
+                (acoustic_at - reply.timeline.origin) * 1000.0, 1
+            )
         reply.timeline.endpointing.update(
             reason=reason,
             transcript=action.transcript,

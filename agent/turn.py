@@ -560,7 +560,10 @@ class TurnTaking:
         if (heard.start_sample, heard.end_sample) != (self._onset_start, self._speech_end):
             return []  # stale: the user went on speaking, or it was already decided
         duration_s = (heard.end_sample - heard.start_sample) / VAD_RATE
-        if classify_overlap(heard.text, duration_s, self.policy, heard.agent_text) != "interruption":
+        verdict = classify_overlap(
+            heard.text, duration_s, self.policy, heard.agent_text, heard.avg_logprob, heard.tilt_db
+        )
+        if verdict != "interruption":
             return self._resume_reply()
         actions = self._confirm_interruption(heard.end_sample)
         self.state = UserState.PAUSED

@@ -277,7 +277,10 @@ async function open(audio) {
   const s = new Session(wsUrl());
   attach(s);
   const { profile, persona } = settings();
-  const update = { type: "session.update", audio, input_sample_rate: 48000, output_sample_rate: 48000, profile };
+  // getUserMedia cancels the echo in the browser (media.js), so the server needs no AEC of its own.
+  const update = {
+    type: "session.update", audio, input_sample_rate: 48000, output_sample_rate: 48000, profile, echo_cancelled: true,
+  };
   if (persona) update.system_prompt = persona;
   const ready = s.next("session.ready", 10000);
   s.open(update);

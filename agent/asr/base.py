@@ -37,6 +37,10 @@ class Transcript:
     language: str
     audio_s: float
     elapsed_s: float
+    # How sure the model is that it heard words: mean log-probability per token (Whisper: about -0.3
+    # to -0.8 for clear words, below -1 for "mm-hmm" heard as "Mama") and P(no speech). None: unknown.
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
 
 
 class Asr(Protocol):

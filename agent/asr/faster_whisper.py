@@ -62,21 +62,24 @@ class FasterWhisperAsr:
         t0 = time.perf_counter()
         audio_s = len(audio) / ASR_RATE
         beam = self._beam_size if final else 1
-        text = None
+        heard = None
         if 0 < self._min_window_s and audio_s + WINDOW_PAD_S <= 30.0 and self._language is not None:
-            text = self._short_window(audio, audio_s, beam)
-            if text is None:
+            heard = self._short_window(audio, audio_s, beam)
+            if heard is None:
                 self.short_window_fallbacks += 1
-        if text is None:
-            text = self._standard(audio, beam)
-        return Transcript(text, self._language or "", audio_s, time.perf_counter() - t0)
+        if heard is None:
+            heard = self._standard(audio, beam)
+        text, logprob, no_speech = heard
+        return Transcript(text, self._language or "", audio_s, time.perf_counter() - t0, logprob, no_speech)
 
     def transcribe_batch(self, requests: Sequence[AsrRequest]) -> list[Transcript]:
         """One by one: on a CPU a batch would only make the first request wait for the last. (The GPU
         issue batches the encoder over padded short windows here.)"""
         return [self.transcribe(r.audio, final=r.purpose is AsrPurpose.FINAL) for r in requests]
 
-    def _short_window(self, audio: npt.NDArray[np.float32], audio_s: float, beam: int) -> str | None:
+    def _short_window(
+        self, audio: npt.NDArray[np.float32], audio_s: float, beam: int
+    ) -> tuple[str, float | None, float | None] | None:
         window_s = min(30.0, max(self._min_window_s, math.ceil(audio_s + WINDOW_PAD_S)))
         frames = int(window_s * 100)
         features = self._model.feature_extractor(audio, padding=frames * 160)[:, :frames]
@@ -90,13 +93,16 @@ class FasterWhisperAsr:
             max_length=len(prompt) + cap,
             suppress_blank=True,
             suppress_tokens=[-1],
+            return_scores=True,  # length-normalised log-probability of the sequence
+            return_no_speech_prob=True,
         )
         tokens = [t for t in result[0].sequences_ids[0] if t < self._tokenizer.eot]
         if len(tokens) >= cap:
             return None  # ran into the cap: Whisper is repeating itself
-        return str(self._tokenizer.decode(tokens)).strip()
+        score = float(result[0].scores[0]) if result[0].scores else None
+        return str(self._tokenizer.decode(tokens)).strip(), score, float(result[0].no_speech_prob)
 
-    def _standard(self, audio: npt.NDArray[np.float32], beam: int) -> str:
+    def _standard(self, audio: npt.NDArray[np.float32], beam: int) -> tuple[str, float | None, float | None]:
         segments, _ = self._model.transcribe(
             audio,
             language=self._language,
@@ -106,7 +112,15 @@ class FasterWhisperAsr:
             vad_filter=False,
             temperature=0.0,
         )
-        return " ".join(s.text.strip() for s in segments).strip()
+        segments = list(segments)
+        text = " ".join(s.text.strip() for s in segments).strip()
+        if not segments:
+            return text, None, None
+        return (
+            text,
+            float(np.mean([s.avg_logprob for s in segments])),
+            float(np.mean([s.no_speech_prob for s in segments])),
+        )
 
 
 def load(settings: Settings, progress: models.ProgressFactory | None = None) -> FasterWhisperAsr:

@@ -47,6 +47,13 @@ class Llm(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    def prefill(self, request: LlmRequest, cancelled: Callable[[], bool]) -> int:
+        """Read ``request``'s prompt into the model's cache without generating, so that a request
+        sharing its beginning reads only what differs (the user's words from a partial transcript,
+        read while they are still speaking). Returns the tokens read (0: nothing new, or a backend
+        without such a cache). Stops between slices once ``cancelled()``. Blocking."""
+        ...
+
     def stream(self, request: LlmRequest, cancelled: Callable[[], bool]) -> Iterator[LlmOutput]:
         """Yield outputs as they are generated; stop before the next token once ``cancelled()``.
         Blocking: run it in a worker thread."""

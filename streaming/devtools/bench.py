@@ -123,7 +123,7 @@ def render(tts: Tts, u: Utterance, rate: int = 16000) -> Pcm:
 class BenchClient(Protocol):
     async def stream(self, pcm: Pcm) -> float: ...
 
-    async def turn(self, speech: Pcm) -> TurnResult: ...
+    async def turn(self, speech: Pcm, *, timeout_s: float = 30.0) -> TurnResult: ...
 
 
 Connect = Callable[[str, int], contextlib.AbstractAsyncContextManager[BenchClient]]
@@ -231,7 +231,7 @@ async def run_client(
         await client.stream(np.zeros(plan.rate // 2, np.int16))
         for i in range(plan.turns + 1):
             u = plan.corpus[(i + client_id * 3) % len(plan.corpus)]
-            result = await client.turn(audio[u])
+            result = await client.turn(audio[u], timeout_s=90.0)  # a long reply plays ~25 s
             await client.stream(np.zeros(plan.rate * 3 // 10, np.int16))  # the user takes a breath
             if i == 0:
                 continue
@@ -248,6 +248,7 @@ async def run_client(
                     "replies": sum(1 for e in result.events if e["type"] == "response.started"),
                     "timeline_ms": result.metrics.get("timeline_ms", {}),
                     "durations_ms": result.metrics.get("durations_ms", {}),
+                    "endpointing": result.metrics.get("endpointing", {}),
                 }
             )
             tick()

@@ -59,6 +59,7 @@ class VoiceClient:
     # A client without echo cancellation: what it plays comes back into its microphone.
     echo_gain: float = 0.0
     echo_delay_s: float = 0.1
+    echo_tail_s: float = 0.0  # a room's decaying tail after the direct echo (0: a single copy)
     _playback: list[Pcm] = field(default_factory=list)  # received audio, on the playback timeline
     _play_start: float = 0.0
     _played: int = 0  # samples in _playback
@@ -217,15 +218,22 @@ class VoiceClient:
         if self.echo_gain <= 0 or not self._playback:
             return frame
         n_out = round(len(frame) * self.output_rate / self.input_rate)
+        n_tail = int(self.echo_tail_s * self.output_rate)
         end = int((now - self.echo_delay_s - self._play_start) * self.output_rate)
-        start = end - n_out
+        start = end - n_out - n_tail
         if end <= 0 or start >= self._played:
             return frame
         played = np.concatenate(self._playback)
-        segment = np.zeros(n_out, np.int16)
+        segment = np.zeros(end - start, np.float64)
         lo, hi = max(start, 0), min(end, self._played)
         segment[lo - start : hi - start] = played[lo:hi]
-        echo = resample(segment, self.output_rate, self.input_rate)[: len(frame)].astype(np.float64)
+        if n_tail:  # direct sound plus an exponentially decaying tail (energy-normalised)
+            ir = np.exp(-np.arange(n_tail) / (n_tail / 5.0))
+            ir[1:] *= 0.5 * np.random.default_rng(0).standard_normal(n_tail - 1)  # one room
+            ir /= np.sqrt(np.sum(ir**2))
+            segment = np.convolve(segment, ir)[n_tail : n_tail + n_out]
+        segment_i16 = np.clip(segment, -32768, 32767).astype(np.int16)
+        echo = resample(segment_i16, self.output_rate, self.input_rate)[: len(frame)].astype(np.float64)
         mixed = frame.astype(np.float64)
         mixed[: len(echo)] += echo * self.echo_gain
         return np.clip(mixed, -32768, 32767).astype(np.int16)

@@ -5,6 +5,8 @@ and customParameters, ``media`` every 20 ms in real time with base64 mu-law 8 kH
 increasing sequenceNumber/chunk/timestamp, ``dtmf``, ``stop``), and plays what it receives the way
 Twilio does: ``media`` is buffered and played in real time, a ``mark`` is echoed once the audio before
 it has played, and ``clear`` drops the buffer and echoes every pending mark at once.
+A handset without echo cancellation can be simulated: what the call plays comes back into what it
+sends (``echo_gain`` after ``echo_delay_s``, through a short decaying tail), over line noise.
 Formats: https://www.twilio.com/docs/voice/media-streams/websocket-messages
 """
 
@@ -43,9 +45,16 @@ class PhoneCall:
     _chunk: int = 0
     _reader: asyncio.Task[None] | None = None
     _player: asyncio.Task[None] | None = None
-    _buffer: list[tuple[int, str]] = field(default_factory=list)  # ("audio", samples) | ("mark", name)
+    # (samples, "", audio) for media, (0, name, None) for a mark
+    _buffer: list[tuple[int, str, Pcm | None]] = field(default_factory=list)
     _queued_samples: int = 0
     _new: asyncio.Event = field(default_factory=asyncio.Event)
+    # A handset's echo: what was played comes back this much quieter, this much later; line noise.
+    echo_gain: float = 0.0
+    echo_delay_s: float = 0.1
+    noise_dbfs: float | None = None  # e.g. -60: white noise under everything sent
+    _played: list[tuple[float, Pcm]] = field(default_factory=list)  # (when it began to play, audio)
+    _rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(3))
 
     async def __aenter__(self) -> PhoneCall:
         self.ws = await connect(self.url, max_size=None, compression=None)
@@ -109,6 +118,7 @@ class PhoneCall:
             frame = pcm8k[i : i + FRAME]
             if len(frame) < FRAME:
                 frame = np.concatenate([frame, np.zeros(FRAME - len(frame), np.int16)])
+            frame = self._line(frame, time.monotonic())
             self._chunk += 1
             payload = base64.b64encode(mulaw_encode(frame)).decode()
             media = {
@@ -120,6 +130,35 @@ class PhoneCall:
             await self._send({"event": "media", "media": media})
             sent_at = time.monotonic()
         return sent_at
+
+    def _line(self, frame: Pcm, now: float) -> Pcm:
+        """The microphone's ``frame`` (ending now) as the line carries it: plus the echo of what was
+        playing ``echo_delay_s`` ago (with a ~20 ms decaying tail) and the line noise."""
+        if self.echo_gain <= 0 and self.noise_dbfs is None:
+            return frame
+        mixed = frame.astype(np.float64)
+        if self.echo_gain > 0:
+            start = now - self.echo_delay_s - len(frame) / PHONE_RATE
+            echo = self._played_between(start - 0.03, start + len(frame) / PHONE_RATE)
+            tail = np.exp(-np.arange(int(0.03 * PHONE_RATE)) / (0.006 * PHONE_RATE))
+            tail /= np.sqrt(np.sum(tail**2))
+            mixed += np.convolve(echo, tail)[len(tail) - 1 : len(tail) - 1 + len(frame)] * self.echo_gain
+        if self.noise_dbfs is not None:
+            mixed += self._rng.standard_normal(len(frame)) * 32768 * 10 ** (self.noise_dbfs / 20)
+        return np.clip(mixed, -32768, 32767).astype(np.int16)
+
+    def _played_between(self, t0: float, t1: float) -> np.ndarray:
+        """What the handset's speaker played between t0 and t1, as samples (silence where nothing)."""
+        n = round((t1 - t0) * PHONE_RATE)
+        out = np.zeros(n, np.float64)
+        for began, pcm in reversed(self._played):
+            if began + len(pcm) / PHONE_RATE < t0:
+                break
+            offset = round((began - t0) * PHONE_RATE)
+            lo, hi = max(0, offset), min(n, offset + len(pcm))
+            if hi > lo:
+                out[lo:hi] += pcm[lo - offset : hi - offset]
+        return out
 
     async def silence_until(self, done: Any, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -149,12 +188,12 @@ class PhoneCall:
             self.received.append((time.monotonic(), message))
             match message.get("event"):
                 case "media":
-                    n = len(base64.b64decode(message["media"]["payload"]))
-                    self._buffer.append((n, ""))
+                    pcm = mulaw_decode(base64.b64decode(message["media"]["payload"]))
+                    self._buffer.append((len(pcm), "", pcm if self.echo_gain > 0 else None))
                 case "mark":
-                    self._buffer.append((0, message["mark"]["name"]))
+                    self._buffer.append((0, message["mark"]["name"], None))
                 case "clear":  # drop what is buffered; every pending mark comes back at once
-                    pending = [name for n, name in self._buffer if name]
+                    pending = [name for _, name, _ in self._buffer if name]
                     self._buffer.clear()
                     for name in pending:
                         await self._echo_mark(name)
@@ -166,7 +205,10 @@ class PhoneCall:
             while self._buffer and self._buffer[0][1]:
                 await self._echo_mark(self._buffer.pop(0)[1])
             if self._buffer:
-                n, _ = self._buffer.pop(0)
+                n, _, pcm = self._buffer.pop(0)
+                if pcm is not None:
+                    self._played.append((time.monotonic(), pcm))
+                    del self._played[:-200]  # the last ~4 s is all an echo can reach
                 await asyncio.sleep(n / PHONE_RATE)
             else:
                 self._new.clear()

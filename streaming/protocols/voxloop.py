@@ -56,6 +56,7 @@ class SessionUpdate:
     system_prompt: str | None = None
     profile: str | None = None
     audio: str | None = None  # "websocket" (binary frames, the default) or "webrtc"
+    echo_cancelled: bool | None = None  # the client removes its own echo (a browser): no server AEC
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +137,16 @@ def parse_client(raw: str) -> ClientMessage:
             audio = _optional_str(data, "audio")
             if audio not in (None, *AUDIO_PATHS):
                 raise ProtocolError(f"'audio' must be one of {', '.join(AUDIO_PATHS)}", code="bad_field")
+            echo_cancelled = data.get("echo_cancelled")
+            if echo_cancelled is not None and not isinstance(echo_cancelled, bool):
+                raise ProtocolError("'echo_cancelled' must be true or false", code="bad_field")
             return SessionUpdate(
-                rates.get("input_sample_rate"), rates.get("output_sample_rate"), prompt, profile, audio
+                rates.get("input_sample_rate"),
+                rates.get("output_sample_rate"),
+                prompt,
+                profile,
+                audio,
+                echo_cancelled,
             )
         case "input_audio.commit":
             return InputCommit()
@@ -286,7 +295,9 @@ class VoxloopCodec:
         return WireAudio(pcm_from_bytes(data, opened.input_rate))
 
     def _update(self, update: SessionUpdate) -> list[Meaning]:
-        options = SessionOptions(profile=update.profile, instructions=update.system_prompt)
+        options = SessionOptions(
+            profile=update.profile, instructions=update.system_prompt, echo_cancelled=update.echo_cancelled
+        )
         if self.opened is not None:
             if (
                 update.input_sample_rate

@@ -1,8 +1,9 @@
 """Barge-in against the real server and models over the WebSocket, as a user's client would do it.
 
 (a) a second utterance while the agent speaks stops the agent's audio at the client and is answered;
-(b) the agent's own audio fed back into the input at -6 dB, 50-150 ms later, does not interrupt it;
-(c) a backchannel said over the agent does not interrupt it;
+(b) the agent's own audio fed back into the input at -6 dB, 50-150 ms later (with a room tail), does not
+    interrupt it, and a sentence spoken over that echo does, and is answered;
+(c) a backchannel said over the agent does not interrupt it, words or not ("okay", "mm-hmm");
 (d) memory ends at what was heard: the interrupted reply's text is the heard prefix of what was said;
 (e) a barge-in stops the interrupted reply's LLM generation: the next turn does not wait for it.
 """
@@ -73,7 +74,8 @@ async def test_a_second_utterance_stops_the_agent_and_is_answered(server: Server
 
 @pytest.mark.parametrize("delay_s", [0.05, 0.15])
 async def test_the_agents_own_echo_does_not_interrupt_it(server: Server, delay_s: float) -> None:
-    async with VoiceClient(server.ws, echo_gain=10 ** (-6 / 20), echo_delay_s=delay_s) as client:
+    echo = {"echo_gain": 10 ** (-6 / 20), "echo_delay_s": delay_s, "echo_tail_s": 0.05}
+    async with VoiceClient(server.ws, **echo) as client:
         await client.stream(np.zeros(8000, np.int16))
         result = await client.turn(utterance(STORY), timeout_s=60)
     types = [e["type"] for e in result.events]
@@ -82,7 +84,21 @@ async def test_the_agents_own_echo_does_not_interrupt_it(server: Server, delay_s
     assert len(result.audio) / 24000 > 2.0  # a real answer played (and echoed) in full
 
 
-@pytest.mark.parametrize("backchannel", ["Okay.", "Yeah."])
+async def test_a_sentence_spoken_over_the_echo_interrupts_and_is_answered(server: Server) -> None:
+    echo = {"echo_gain": 10 ** (-6 / 20), "echo_delay_s": 0.1, "echo_tail_s": 0.05}
+    async with VoiceClient(server.ws, **echo) as client:
+        await _agent_talking(client)
+        await client.stream(utterance("Wait, what is the capital of Italy?"))
+        await silence_until(client, lambda: client.first("response.done", turn_id=2) is not None, 60)
+    done1 = client.first("response.done", turn_id=1)
+    assert done1 is not None and done1["interrupted"] and client.first("audio.clear") is not None
+    final2 = client.first("transcript.final", turn_id=2)
+    assert final2 is not None and "italy" in final2["text"].lower(), final2
+    done2 = client.first("response.done", turn_id=2)
+    assert done2 is not None and done2["text"] and not done2["interrupted"]
+
+
+@pytest.mark.parametrize("backchannel", ["Okay.", "Yeah.", "Mm-hmm.", "Hmm."])
 async def test_a_backchannel_does_not_interrupt(server: Server, backchannel: str) -> None:
     async with VoiceClient(server.ws) as client:
         await _agent_talking(client)

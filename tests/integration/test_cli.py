@@ -90,8 +90,9 @@ def test_bench_barge_in_runs_and_writes_its_report(tmp_path: Path) -> None:
     """Smoke test of `voxloop bench --barge-in`: one agent turn of each kind; figures not asserted."""
     import json
 
-    done = voxloop("bench", "--barge-in", "--turns", "3", "--out", str(tmp_path), timeout_s=600)
+    done = voxloop("bench", "--barge-in", "--turns", "5", "--out", str(tmp_path), timeout_s=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "false interruptions with -6 dB echo" in done.stdout
     report = json.loads((tmp_path / "bargein.json").read_text())
-    assert [t["mode"] for t in report["turns"]] == ["interrupt", "echo", "backchannel"]
+    modes = [t["mode"] for t in report["turns"]]
+    assert modes == ["interrupt", "echo", "echo+interrupt", "backchannel", "nonlexical"]

@@ -87,6 +87,30 @@ async def test_a_caller_cutting_in_gets_clear_and_memory_keeps_what_was_played(s
     print(f"memory kept: {said!r}; marks echoed: {len(call.marks_echoed)}")
 
 
+async def test_a_caller_over_handset_echo_is_heard_and_answered_and_the_echo_alone_is_not(
+    server: Server,
+) -> None:
+    """The agent's own audio comes back at -6 dB after 100 ms (a short tail), over -60 dBFS line
+    noise: server-side echo cancellation removes it, so the echo never interrupts, and a caller who
+    talks over it is heard, interrupts and is answered."""
+    async with PhoneCall(
+        _media_url(server),
+        parameters={"greeting": LONG_LINE},
+        echo_gain=0.5,
+        echo_delay_s=0.1,
+        noise_dbfs=-60,
+    ) as call:
+        await call.silence_until(lambda: call.first_audible(0.0) is not None, 30)
+        await call.say(np.zeros(7200, np.int16))  # 0.9 s into the greeting, with its echo coming back
+        assert not call.messages("clear")  # the echo alone did not interrupt
+        await call.say(utterance("Wait, what is the capital of Italy?", 8000))
+        await call.silence_until(lambda: bool(call.messages("clear")), 20)
+        await call.silence_until(lambda: bool(_log(server, call, "caller:")), 20)
+        await call.silence_until(lambda: bool(_log(server, call, "agent:")), 40)
+    heard = _log(server, call, "caller:")
+    assert any("italy" in h.lower() for h in heard), heard
+
+
 async def test_dtmf_reaches_the_session(server: Server) -> None:
     async with PhoneCall(_media_url(server)) as call:
         await call.say(np.zeros(1600, np.int16))

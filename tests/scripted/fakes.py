@@ -75,9 +75,14 @@ class FakeLlm:
         self.tokens = 0
         self.token_s = 0.0  # time each token takes (0: instant)
         self.seen: list[tuple[ChatMessage, ...]] = []
+        self.prefilled: list[str] = []  # the last message of each prefill request
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
+
+    def prefill(self, request: LlmRequest, cancelled: Callable[[], bool]) -> int:
+        self.prefilled.append(request.messages[-1].content)
+        return len(request.messages[-1].content.split())
 
     def stream(self, request: LlmRequest, cancelled: Callable[[], bool]) -> Iterator[LlmOutput]:
         self.seen.append(request.messages)
@@ -143,6 +148,7 @@ def fast_settings(**kw: object) -> Settings:
         "min_speech_s": 0.06,
         "partial_interval_s": 0.0,
         "playout_lead_s": 0.02,
+        "aec": "off",  # the fake "speech" is a constant level: a canceller's high-pass filter removes it
     }
     base.update(kw)
     return Settings.of(**base)

@@ -167,9 +167,34 @@ async def test_the_end_of_turn_model_is_asked_and_its_opinion_reported() -> None
         await h.feed(np.concatenate([speech(0.3), silence(0.3)]), realtime=True)
         await h.until(ev.TurnMetrics, 2)
     first, second = (m.endpointing for m in h.of(ev.TurnMetrics))
-    assert first == {"reason": "silence", "transcript": "complete", "acoustic": 0.1, "endpoint_ms": 600}
+    assert {k: first[k] for k in ("reason", "transcript", "acoustic", "endpoint_ms")} == {
+        "reason": "silence",
+        "transcript": "complete",
+        "acoustic": 0.1,
+        "endpoint_ms": 600,
+    }
+    assert 0 < first["acoustic_ms"] < 400  # the opinion came back long before the 600 ms bound
     assert second["acoustic"] == 0.95 and second["endpoint_ms"] == 100
     assert eot.seen and all(n <= 8 * 16000 for n in eot.seen)
+
+
+async def test_partial_transcripts_are_read_into_the_llm_while_the_user_speaks() -> None:
+    async with harness(partial_interval_s=0.3) as h:
+        await h.feed(np.concatenate([speech(1.2), silence(0.4)]), realtime=True)
+        await h.until(ev.ResponseDone)
+    llm = h.session.engines.llm.model
+    assert isinstance(llm, FakeLlm)
+    partials = [e.text for e in h.of(ev.TranscriptPartial)]
+    assert partials and llm.prefilled and set(llm.prefilled) <= set(partials)
+    assert llm.seen[-1][-1].content.startswith(llm.prefilled[-1].rstrip("."))  # the final goes on from it
+
+
+async def test_no_prefill_when_it_is_turned_off() -> None:
+    async with harness(partial_interval_s=0.3, prefill_partials=False) as h:
+        await h.feed(np.concatenate([speech(1.2), silence(0.4)]), realtime=True)
+        await h.until(ev.ResponseDone)
+    llm = h.session.engines.llm.model
+    assert isinstance(llm, FakeLlm) and h.of(ev.TranscriptPartial) and not llm.prefilled
 
 
 async def test_a_model_failing_mid_turn_is_reported_and_the_session_goes_on() -> None:

@@ -522,6 +522,49 @@ def test_the_agents_own_words_heard_back_are_echo(heard: str, verdict: str) -> N
     assert classify_overlap(heard, 0.8, TurnPolicy(), AGENT) == verdict
 
 
+@pytest.mark.parametrize(
+    ("text", "duration_s", "logprob", "verdict"),
+    [
+        # what tiny.en made of wordless backchannels (hibari's voice), and how sure it was
+        ("Mama.", 0.46, -1.26, "backchannel"),
+        ("Aha.", 0.50, -1.67, "backchannel"),
+        ("homeless", 0.43, -3.14, "backchannel"),
+        ("Fa-fa-fa", 0.82, -1.48, "backchannel"),  # a laugh
+        # short real words, heard with confidence: interruptions
+        ("No.", 0.41, -0.42, "interruption"),
+        ("Stop.", 0.50, -0.51, "interruption"),
+        ("Wait.", 0.48, -0.71, "interruption"),
+        ("Mama.", 0.46, None, "interruption"),  # confidence unknown: the words decide
+        ("Mama mia, stop that now", 1.6, -1.3, "interruption"),  # too long for a backchannel
+    ],
+)
+def test_a_wordless_overlap_is_a_backchannel(
+    text: str, duration_s: float, logprob: float | None, verdict: str
+) -> None:
+    assert classify_overlap(text, duration_s, TurnPolicy(), avg_logprob=logprob) == verdict
+
+
+@pytest.mark.parametrize(
+    ("text", "tilt_db", "verdict"),
+    [
+        ("No.", -23.9, "backchannel"),  # "Mm." heard as "No.": a closed-mouth hum whatever the words
+        ("Mom.", -24.0, "backchannel"),
+        ("No.", -14.8, "interruption"),  # a real "no" has its energy higher up
+        ("Hold on.", -20.6, "interruption"),
+    ],
+)
+def test_a_short_hum_is_a_backchannel(text: str, tilt_db: float, verdict: str) -> None:
+    assert classify_overlap(text, 0.45, TurnPolicy(), avg_logprob=-0.5, tilt_db=tilt_db) == verdict
+    assert classify_overlap(text, 1.0, TurnPolicy(), avg_logprob=-0.5, tilt_db=tilt_db) == "interruption"
+
+
+def test_a_wordless_overlap_lets_the_agent_go_on() -> None:
+    m = agent_talking()
+    overlap(m, "#" * 8 + ".")
+    heard = OverlapHeard(18 * VAD_WINDOW, 26 * VAD_WINDOW, "Mama.", avg_logprob=-1.3)
+    assert m.feed(heard) == [ResumeReply(1)]
+
+
 def test_echo_heard_back_resumes_the_agent() -> None:
     m = agent_talking()
     overlap(m, "#" * 8 + ".")

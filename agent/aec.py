@@ -1,0 +1,180 @@
+"""Server-side acoustic echo cancellation: WebRTC's AEC3 (``pywebrtc-audio``, Apache-2.0) on the input,
+with the audio the server sent as the far-end reference.
+
+Transports without the browser's own echo cancellation (raw WebSocket PCM, telephony) hear the agent
+come back: a phone's handset or hybrid echo, a speakerphone, a client that loops its playback. The
+gate in agent/echo.py only keeps that echo from *starting* speech; it cannot hear a user through it,
+and ASR of speech over the agent transcribes both voices. AEC3 subtracts the echo from the input
+itself, before VAD and ASR: a user talking over the agent is heard as the user.
+
+The reference is placed on the input timeline: a frame the server sends while the input stands at
+sample ``at`` is far-end audio at ``at`` (frames sent in a burst are laid end to end; silence between
+replies is zeros). The echo of it arrives later (the playout lead, the network both ways, the echo
+path): AEC3's own delay estimator finds that delay, a lag of up to a few hundred milliseconds, and
+follows it when it drifts. AEC3 works in 10 ms frames: input is processed in whole frames, and what is
+left over waits for the next chunk (the input stream lags by less than 10 ms when chunks are not
+whole frames; with 20 ms chunks it does not lag at all).
+
+AEC3 has one failure that matters more than any other here: where there is **no** echo at all (a
+headset, a phone with a good handset), its suppressor still takes the user's voice for echo while the
+agent talks and removes it (35-70 dB, measured on the synthetic talkers of tests/unit/test_aec.py):
+the user could never interrupt. So the canceller's output is used only once an echo is *detected*:
+the input's loudness envelope (10 ms frames) follows the reference's at some delay of 0-600 ms
+(normalised correlation >= ``DETECT``, over the last 2 s while the agent talks, at one delay in three
+looks in a row; two independent voices reached 0.67-0.86, an echo 0.95-0.99). Until then, and again
+after ``FORGET_S`` of agent speech without any echo in the input, the input passes unchanged (AEC3
+keeps learning underneath); the echo gate still stands in front of speech onsets either way.
+
+One canceller per session (its filter is that call's echo path); not thread-safe: the session's input
+task is its only user.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+RATE = 16_000
+FRAME = RATE // 100  # AEC3's 10 ms frame
+HISTORY_S = 4.0  # far-end audio kept: longer than any echo path plus the playout lead
+DETECT = 0.93  # envelope correlation at the best delay that says "the agent's voice is in the input"
+WINDOW_FRAMES = 200  # 2 s of 10 ms frames compared
+MAX_LAG_FRAMES = 60  # delays searched: 0-600 ms
+DETECT_LOOKS = 3  # ... at the same delay (within 20 ms) in this many looks in a row, 100 ms apart
+FORGET_S = 6.0  # this much agent speech with no echo in the input: back to passing the input through
+ACTIVE_DBFS = -50.0  # a reference frame louder than this is the agent talking
+
+
+class FarEnd:
+    """The agent's audio on the input timeline (a ring of ``HISTORY_S``)."""
+
+    def __init__(self) -> None:
+        self._ring = np.zeros(int(HISTORY_S * RATE), np.int16)
+        self.written = 0  # the input position up to which far-end audio (or silence) is laid down
+
+    def add(self, pcm16k: npt.NDArray[np.int16], at: int) -> None:
+        """Audio the server sent while the input stood at sample ``at``."""
+        start = max(at, self.written)
+        if at > self.written:  # nothing was sent in between: silence
+            self._put(np.zeros(at - self.written, np.int16), self.written)
+        self._put(pcm16k, start)
+        self.written = start + len(pcm16k)
+
+    def slice(self, start: int, end: int) -> npt.NDArray[np.int16]:
+        """Far-end audio for input samples [start, end): zeros where nothing was sent (or too long ago)."""
+        out = np.zeros(end - start, np.int16)
+        lo, hi = max(start, self.written - len(self._ring)), min(end, self.written)
+        if hi > lo:
+            idx = np.arange(lo, hi) % len(self._ring)
+            out[lo - start : hi - start] = self._ring[idx]
+        return out
+
+    def _put(self, pcm: npt.NDArray[np.int16], start: int) -> None:
+        if len(pcm) > len(self._ring):  # only the newest HISTORY_S can be kept
+            start += len(pcm) - len(self._ring)
+            pcm = pcm[-len(self._ring) :]
+        idx = np.arange(start, start + len(pcm)) % len(self._ring)
+        self._ring[idx] = pcm
+
+
+class EchoCanceller:
+    """AEC3 on one session's input. ``process`` returns the cleaned input, in whole 10 ms frames."""
+
+    def __init__(self) -> None:
+        from pywebrtc_audio import EchoCanceller as Aec3  # the optional native module, loaded on use
+
+        self._aec = Aec3(sample_rate=RATE, num_channels=1)
+        self.far = FarEnd()
+        self._pending = np.zeros(0, np.int16)
+        self.position = 0  # input samples processed (the cleaned stream's length)
+        n = WINDOW_FRAMES + MAX_LAG_FRAMES
+        self._near_env = np.full(n, -100.0)  # dBFS per 10 ms frame, newest last
+        self._far_env = np.full(n, -100.0)
+        self._frames = 0
+        self.echo_detected = False
+        self.echo_score = 0.0  # the last correlation measured
+        self.echo_lag_ms = 0  # ... at this delay
+        self._hits = 0  # looks in a row that found it at (about) the same delay
+        self._quiet_s = 0.0  # agent speech heard without an echo in the input, since the last echo
+
+    def reference(self, pcm16k: npt.NDArray[np.int16], at: int) -> None:
+        self.far.add(pcm16k, at)
+
+    def process(self, near: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
+        buf = np.concatenate([self._pending, near]) if len(self._pending) else near
+        n = len(buf) // FRAME * FRAME
+        self._pending = buf[n:].copy()
+        if n == 0:
+            return np.zeros(0, np.int16)
+        near = buf[:n]
+        far = self.far.slice(self.position, self.position + n)
+        out: npt.NDArray[np.int16] = np.asarray(self._aec.process(near, far), np.int16)
+        self.position += n
+        self._watch(near, far)
+        return out if self.echo_detected else near
+
+    def _watch(self, near: npt.NDArray[np.int16], far: npt.NDArray[np.int16]) -> None:
+        """Follow whether the agent's voice is in the input (see the module docstring)."""
+        frames = len(near) // FRAME
+        self._near_env = np.roll(self._near_env, -frames)
+        self._far_env = np.roll(self._far_env, -frames)
+        self._near_env[-frames:] = _dbfs(near.reshape(frames, FRAME))
+        self._far_env[-frames:] = _dbfs(far.reshape(frames, FRAME))
+        before = self._frames
+        self._frames += frames
+        if before // 10 == self._frames // 10:  # look every 100 ms
+            return
+        talking = int(np.sum(self._far_env[-WINDOW_FRAMES:] > ACTIVE_DBFS))
+        if talking < WINDOW_FRAMES // 4 or not np.any(self._far_env[-10:] > ACTIVE_DBFS):
+            return  # the agent said too little lately to tell
+        score, lag = _best_correlation(self._near_env, self._far_env)
+        # An echo keeps its delay; two voices that only happen to match do not, look after look.
+        same_delay = abs(lag * 10 - self.echo_lag_ms) <= 20
+        self._hits = self._hits + 1 if score >= DETECT and same_delay else int(score >= DETECT)
+        self.echo_score, self.echo_lag_ms = score, lag * 10
+        if self._hits >= DETECT_LOOKS:
+            if not self.echo_detected:
+                log.debug("echo detected: %d ms after the reference, r=%.2f", self.echo_lag_ms, score)
+            self.echo_detected, self._quiet_s = True, 0.0
+        elif self.echo_detected and score < DETECT:
+            self._quiet_s += 0.1
+            if self._quiet_s >= FORGET_S:
+                log.debug("no echo for %.0f s of agent speech: input passes unchanged", FORGET_S)
+                self.echo_detected = False
+
+
+def _dbfs(frames: npt.NDArray[np.int16]) -> npt.NDArray[np.float64]:
+    power = np.mean(frames.astype(np.float64) ** 2, axis=1) / (32768.0**2)
+    out: npt.NDArray[np.float64] = 10.0 * np.log10(power + 1e-10)
+    return out
+
+
+def _best_correlation(near: npt.NDArray[np.float64], far: npt.NDArray[np.float64]) -> tuple[float, int]:
+    """The highest normalised correlation of the near envelope's last WINDOW_FRAMES with the far
+    envelope delayed by 0..MAX_LAG_FRAMES frames (an echo comes after what it echoes), and its lag.
+    Envelopes are floored at -70 dBFS, so digital silence does not weigh more than a quiet line."""
+    y = np.maximum(near[-WINDOW_FRAMES:], -70.0)
+    y = y - y.mean()
+    ny = float(np.sqrt(np.sum(y * y)))
+    if ny == 0.0:
+        return 0.0, 0
+    best, best_lag = 0.0, 0
+    end = len(far)
+    for lag in range(MAX_LAG_FRAMES + 1):
+        x = np.maximum(far[end - lag - WINDOW_FRAMES : end - lag], -70.0)
+        x = x - x.mean()
+        nx = float(np.sqrt(np.sum(x * x)))
+        if nx > 0.0 and (r := float(np.sum(x * y)) / (nx * ny)) > best:
+            best, best_lag = r, lag
+    return best, best_lag
+
+
+def erle_db(echo: npt.NDArray[np.int16], residual: npt.NDArray[np.int16]) -> float:
+    """Echo return loss enhancement: how much quieter the echo came out (power ratio, dB)."""
+    e = float(np.mean(echo.astype(np.float64) ** 2)) + 1e-9
+    r = float(np.mean(residual.astype(np.float64) ** 2)) + 1e-9
+    return 10.0 * float(np.log10(e / r))
