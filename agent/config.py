@@ -305,9 +305,10 @@ class EotSettings:
     threshold: float = _f(0.5, "the end-of-turn model's P(complete) that counts as a finished turn")
     threads: int = _f(1, "CPU threads of the end-of-turn model")
     nice: int = _f(
-        0,
-        "how much lower than the ASR and LLM the model's thread runs (0-19); above 0, on a busy CPU its "
-        "opinion comes late (the transcript decides alone) rather than slowing the ASR pass",
+        10,
+        "how much lower than the ASR and LLM the model's thread runs (0-19): on a busy CPU its opinion "
+        "comes late (the transcript decides alone) rather than slowing the final ASR pass; on an idle "
+        "core it makes no difference",
     )
 
     def __post_init__(self) -> None:

@@ -379,6 +379,8 @@ class Session:
                 await self._interrupt(tid)
             case SilenceOnset(turn_id=tid, start_sample=start, end_sample=end):
                 self._drop_pause()
+                if self._prefilling is not None:  # the final pass and the reply need the CPU now
+                    self._prefilling.cancel()
                 asr = self.hearing.transcribe(start, self.hearing.end, AsrPurpose.FINAL)
                 asr.add_done_callback(functools.partial(self._asr_done, tid, start, end))
                 self._pause = _Pause(tid, start, end, asr, self._score_pause(tid, start, end))
