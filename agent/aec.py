@@ -5,7 +5,8 @@ Transports without the browser's own echo cancellation (raw WebSocket PCM, telep
 come back: a phone's handset or hybrid echo, a speakerphone, a client that loops its playback. The
 gate in agent/echo.py only keeps that echo from *starting* speech; it cannot hear a user through it,
 and ASR of speech over the agent transcribes both voices. AEC3 subtracts the echo from the input
-itself, before VAD and ASR: a user talking over the agent is heard as the user.
+itself, before ASR: a user talking over the agent is transcribed as the user. (Speech onset stays on
+the raw input behind the gate, agent/hearing.py: AEC3 damps the start of double talk.)
 
 The reference is placed on the input timeline: a frame the server sends while the input stands at
 sample ``at`` is far-end audio at ``at`` (frames sent in a burst are laid end to end; silence between

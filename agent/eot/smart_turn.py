@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import onnxruntime
-import torch
 from transformers import WhisperFeatureExtractor
 
 from agent import models
@@ -65,5 +64,5 @@ class SmartTurn:
 
 def load(settings: Settings, progress: models.ProgressFactory | None = None) -> SmartTurn:
     path = models.prepare(models.CATALOGUE["smart-turn-v3.2"], progress)
-    torch.set_num_threads(settings.eot.threads)  # the feature extractor's STFT; torch's only user here
+
     return SmartTurn(str(path), threads=settings.eot.threads)
