@@ -1,13 +1,12 @@
 """The input side of a session: echo cancellation, the input buffer, VAD, the echo gate, and the ASR
 requests on it.
 
-Audio arrives at 16 kHz (agent.audio.INPUT_RATE) and is kept twice, addressable by sample position,
-for as long as an utterance can last: as it came, and as the models hear it: unless the client
-cancels echo itself (a browser), with the agent's own voice subtracted (agent/aec.py, with what the
-server sent as the reference). Each raw frame goes through the VAD (in the VAD queue's thread) and,
-while the agent's own audio may be echoing back, through the echo gate; the resulting ``VadFrame``s
-feed turn-taking. ASR, the end-of-turn model and the backchannel check read the cleaned stream.
-ASR passes are requests to the shared ASR engine: a final pass (a reply answers it), an
+Audio arrives at 16 kHz (agent.audio.INPUT_RATE). Unless the client cancels echo itself (a browser),
+the agent's own voice is first subtracted from it (agent/aec.py, with what the server sent as the
+reference); the cleaned audio is kept, addressable by sample position, for as long as an utterance can
+last. Each frame goes through the VAD (in the VAD queue's thread) and, while the agent's own audio may
+still be echoing back, through the echo gate (the second line); the resulting ``VadFrame``s feed
+turn-taking. ASR passes are requests to the shared ASR engine: a final pass (a reply answers it), an
 overlap pass (what was said over the agent?) or a partial pass (the live transcript), in that order
 of priority; each is a future the session may cancel.
 """
@@ -70,12 +69,7 @@ class Hearing:
         self._reference_rate = 0
         self._reference_resampler: soxr.ResampleStream | None = None
         keep = int((settings.turn.max_utterance_s + settings.asr.preroll_s + 2.0) * INPUT_RATE)
-        self.buffer = InputBuffer(keep)  # the input as it came: VAD, the echo gate, positions
-        # What the models hear: the input with the agent's echo taken out (the same stream where the
-        # canceller is off). Speech onset stays on the raw input behind the echo gate: AEC3 damps the
-        # first ~0.5 s of a user who starts talking over the agent (double talk), which delayed
-        # barge-in over an echo from ~160 ms to ~720 ms when the VAD listened to its output.
-        self.heard = InputBuffer(keep)
+        self.buffer = InputBuffer(keep)
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)
         self._partial: asyncio.Future[Transcript] | None = None
         self._partial_at = 0
@@ -94,9 +88,11 @@ class Hearing:
     async def frames(self, pcm: Pcm, received_at: float) -> list[VadFrame]:
         """Take one input chunk; return its VAD windows, gated by the echo gate. Cancel-safe: a
         cancelled call has stored the audio, and its VAD result is dropped."""
+        if self.aec is not None:
+            pcm = self.aec.process(pcm)
+            if not len(pcm):
+                return []
         end = self.buffer.append(pcm)
-        # The cleaned stream lags the raw one by under 10 ms when chunks are not whole 10 ms frames.
-        self.heard.append(self.aec.process(pcm) if self.aec is not None else pcm)
         self._arrivals.append((end, received_at))
         frames = await self._engines.vad.process(self._vad, pcm)
         if self.echo is None:
@@ -139,7 +135,7 @@ class Hearing:
         """An ASR pass over [start, end) of the input (with the preroll before it). Cancelling the
         future drops the request if it has not run yet."""
         preroll = int(self._settings.asr.preroll_s * INPUT_RATE)
-        audio = pcm_to_float(self.heard.slice(start - preroll, end))
+        audio = pcm_to_float(self.buffer.slice(start - preroll, end))
         future = self._engines.asr.transcribe(AsrRequest(audio, purpose))
         self._passes.add(future)
         future.add_done_callback(self._passes.discard)
@@ -149,7 +145,7 @@ class Hearing:
         """How much of [start, end)'s energy lies high (2-3.8 kHz) against low (80-1000 Hz), in dB:
         a hum with the mouth closed ("mm-hmm", "hmm") sits near -23 dB, words at -13 to -21 dB
         (the band stops under 4 kHz, so phone audio reads the same)."""
-        pcm = self.heard.slice(start, end).astype(np.float64)
+        pcm = self.buffer.slice(start, end).astype(np.float64)
         if len(pcm) < INPUT_RATE // 10:
             return None
         spectrum = np.abs(np.fft.rfft(pcm * np.hanning(len(pcm)))) ** 2

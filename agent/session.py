@@ -418,7 +418,7 @@ class Session:
         if self.engines.eot is None:
             return None
         window = max(start, self.hearing.end - 8 * INPUT_RATE)
-        audio = pcm_to_float(self.hearing.heard.slice(window, self.hearing.end))
+        audio = pcm_to_float(self.hearing.buffer.slice(window, self.hearing.end))
         future = self.engines.eot.score(EotRequest(audio))
         future.add_done_callback(functools.partial(self._eot_done, tid, start, end))
         return future
