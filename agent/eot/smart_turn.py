@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import onnxruntime
+import torch
 from transformers import WhisperFeatureExtractor
 
 from agent import models
@@ -41,16 +42,17 @@ class SmartTurn:
         n = WINDOW_S * RATE
         window = np.asarray(audio[-n:], np.float32)
         window = np.pad(window, (n - len(window), 0))
-        out = self._features(
-            window,
-            sampling_rate=RATE,
-            return_tensors="np",
-            padding="max_length",
-            max_length=n,
-            truncation=True,
-            do_normalize=True,
-        )
-        feats: np.ndarray = out.input_features[0].astype(np.float32)
+        with torch.inference_mode():  # the extractor's STFT and mel filters run in torch
+            out = self._features(
+                window,
+                sampling_rate=RATE,
+                return_tensors="pt",
+                padding="max_length",
+                max_length=n,
+                truncation=True,
+                do_normalize=True,
+            )
+            feats: np.ndarray = out.input_features[0].to(torch.float32).numpy()
         return feats
 
     def score_batch(self, requests: list[EotRequest]) -> list[EotScore]:
