@@ -17,7 +17,7 @@ import contextlib
 import importlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -25,6 +25,7 @@ import numpy as np
 
 from agent import models
 from agent.asr.base import Asr, AsrPurpose, AsrRequest, Transcript
+from agent.chunker import ClauseChunker
 from agent.config import Settings
 from agent.eot.base import EotModel, EotRequest, EotScore
 from agent.errors import ConfigError
@@ -207,35 +208,81 @@ class Prefill:
     request: LlmRequest
 
 
+# The LLM queue's levels: a reply that has not said its first clause yet, the rest of a reply, a
+# prefill (agent/llm/base.py). A reply is served in slices of one clause: at each clause boundary it
+# parks if another job at its level or better waits, so with several sessions on one model every
+# reply's first clause comes before the rest of the others, and the rest go round in turn.
+LLM_FIRST, LLM_REST, LLM_PREFILL = 0, 1, 2
+LLM_AGE_S = 1.0  # a job waiting this long moves up a level (nothing starves behind new replies)
+
+
+@dataclass
+class _Generation:
+    """A reply between its slices: the model's stream, where its clauses end, and (while parked)
+    the model state it needs."""
+
+    outputs: Iterator[LlmOutput]
+    chunker: ClauseChunker
+    paused: object = None
+
+
 class LlmEngine:
     def __init__(self, model: Llm) -> None:
         self.model = model
-        self.queue: RoleQueue[LlmRequest | Prefill] = RoleQueue("llm", self._serve)
+        self.queue: RoleQueue[LlmRequest | Prefill] = RoleQueue(
+            "llm", self._serve, age_s=LLM_AGE_S, discard=self._discard
+        )
 
     def generate(self, request: LlmRequest) -> Stream[LlmOutput]:
         """The reply as a stream of outputs (text deltas). Leaving its ``async with`` stops the
         model before its next token (or drops the request if it has not started)."""
-        return Stream(self.queue, request, 0)
+        return Stream(self.queue, request, LLM_FIRST)
 
     def prefill(self, request: LlmRequest) -> asyncio.Future[int]:
-        """Read ``request``'s prompt ahead (tokens read come back); any reply goes first, and
-        cancelling drops it or stops it at its next slice."""
-        return _submit_future(self.queue, Prefill(request), 1)
+        """Read ``request``'s prompt ahead (tokens read come back). Replies go first: a prefill
+        stops at its next slice when one is queued (what it read is kept); cancelling drops it."""
+        return _submit_future(self.queue, Prefill(request), LLM_PREFILL)
 
     def _serve(self, jobs: list[Job[LlmRequest | Prefill]]) -> None:
         for job in jobs:
             match job.request:
                 case Prefill(request=request):
-                    job.deliver(self.model.prefill(request, job.cancelled))
+
+                    def stop(job: Job[Any] = job) -> bool:
+                        return job.cancelled() or self.queue.waiting(LLM_PREFILL - 1)
+
+                    job.deliver(self.model.prefill(request, stop))
                 case request:
-                    for chunk in self.model.stream(request, job.cancelled):
-                        job.deliver(chunk)
+                    self._reply(job, request)
+
+    def _reply(self, job: Job[Any], request: LlmRequest) -> None:
+        """Generate until the reply ends or, at a clause boundary, another job should go first."""
+        run: _Generation | None = job.parked
+        if run is None:
+            run = _Generation(iter(self.model.stream(request, job.cancelled)), ClauseChunker())
+        else:
+            self.model.resume(run.paused)
+            run.paused, job.parked = None, None
+        for output in run.outputs:
+            job.deliver(output)
+            if run.chunker.push(output.text) and not job.cancelled() and self.queue.waiting(LLM_REST):
+                run.paused = self.model.pause()
+                job.park(run, LLM_REST)
+                return
+
+    @staticmethod
+    def _discard(job: Job[Any]) -> None:
+        run: _Generation = job.parked
+        close = getattr(run.outputs, "close", None)
+        if close is not None:
+            close()  # the generator's cleanup runs here, in the worker thread
 
 
 class TtsEngine:
     def __init__(self, model: Tts) -> None:
         self.model = model
-        self.queue: RoleQueue[TtsRequest] = RoleQueue("tts", self._serve)
+        # A first clause goes before later ones (of any reply); a later one waits at most ~1 s for them.
+        self.queue: RoleQueue[TtsRequest] = RoleQueue("tts", self._serve, age_s=1.0)
 
     @property
     def sample_rate(self) -> int:
@@ -246,15 +293,10 @@ class TtsEngine:
         return Stream(self.queue, request, 0 if request.first else 1)
 
     def _serve(self, jobs: list[Job[TtsRequest]]) -> None:
-        _serve_streams(jobs, self.model.stream)
-
-
-def _serve_streams(jobs: list[Job[R]], stream: Callable[[R, Callable[[], bool]], Iterable[object]]) -> None:
-    """Run each job's streaming model call, handing every chunk over as it comes; the model polls
-    the job's ``cancelled`` between chunks."""
-    for job in jobs:
-        for chunk in stream(job.request, job.cancelled):
-            job.deliver(chunk)
+        """Each clause's audio, chunk by chunk as it comes; the model polls ``cancelled`` between chunks."""
+        for job in jobs:
+            for chunk in self.model.stream(job.request, job.cancelled):
+                job.deliver(chunk)
 
 
 @dataclass

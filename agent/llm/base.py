@@ -1,7 +1,10 @@
 """Dialogue LLM: structured messages in, a stream of outputs (text deltas; later tool calls) out.
 
 ``stream`` is a blocking generator run in the LLM queue's worker thread (agent/scheduler.py); it checks
-``cancelled()`` between tokens, so a cancelled reply frees the model within one token.
+``cancelled()`` between tokens, so a cancelled reply frees the model within one token. The engine may
+stop reading one stream between tokens, serve another request, and come back to it (several sessions
+share one model: a reply's first clause goes before the rest of another's): ``pause()`` before
+the other request, ``resume()`` with what it returned before reading the paused stream again.
 """
 
 from __future__ import annotations
@@ -57,4 +60,13 @@ class Llm(Protocol):
     def stream(self, request: LlmRequest, cancelled: Callable[[], bool]) -> Iterator[LlmOutput]:
         """Yield outputs as they are generated; stop before the next token once ``cancelled()``.
         Blocking: run it in a worker thread."""
+        ...
+
+    def pause(self) -> object:
+        """What the stream being read needs to go on after other requests have used the model (for
+        llama.cpp: its KV cache, tokens and sampler). Called between two of its outputs."""
+        ...
+
+    def resume(self, paused: object) -> None:
+        """Put back what ``pause()`` returned, before the paused stream is read again."""
         ...

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import functools
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ class _CompactStateLlama(Llama):
     def load_state(self, state: llama_cpp.LlamaState) -> None:
         self.input_ids = state.input_ids.copy()
         self.n_tokens = state.n_tokens
+        self._requires_eval = True  # the logits are not this state's: evaluate before sampling
         self._seed = state.seed
         data = (ctypes.c_uint8 * state.llama_state_size).from_buffer_copy(state.llama_state)
         if (
@@ -61,6 +63,16 @@ class _CompactStateLlama(Llama):
             != state.llama_state_size
         ):
             raise RuntimeError("llama.cpp refused a saved state")
+
+
+@dataclass(frozen=True, slots=True)
+class _Paused:
+    """A generation stopped between tokens: llama.cpp's state, and the sampler ``generate`` made for
+    it (which holds the repeat penalty's token history; the next ``generate`` replaces it)."""
+
+    state: llama_cpp.LlamaState
+    sampler: Any
+    mirostat_mu: Any
 
 
 class LlamaCppLlm:
@@ -143,6 +155,16 @@ class LlamaCppLlm:
             llm.eval(tokens[i : min(end, i + PREFILL_SLICE)])
             read += min(end, i + PREFILL_SLICE) - i
         return read
+
+    def pause(self) -> object:
+        llm = self._llm
+        return _Paused(llm.save_state(), llm._sampler, llm._mirostat_mu)
+
+    def resume(self, paused: object) -> None:
+        assert isinstance(paused, _Paused)
+        llm = self._llm
+        llm.load_state(paused.state)
+        llm._sampler, llm._mirostat_mu = paused.sampler, paused.mirostat_mu
 
     def stream(self, request: LlmRequest, cancelled: Callable[[], bool]) -> Iterator[LlmOutput]:
         """Closing the completion generator (on cancel) stops llama.cpp before its next token."""

@@ -76,6 +76,8 @@ class FakeLlm:
         self.token_s = 0.0  # time each token takes (0: instant)
         self.seen: list[tuple[ChatMessage, ...]] = []
         self.prefilled: list[str] = []  # the last message of each prefill request
+        self.pauses = 0
+        self.resumed: list[object] = []  # what resume() got back, in order
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -83,6 +85,13 @@ class FakeLlm:
     def prefill(self, request: LlmRequest, cancelled: Callable[[], bool]) -> int:
         self.prefilled.append(request.messages[-1].content)
         return len(request.messages[-1].content.split())
+
+    def pause(self) -> object:
+        self.pauses += 1
+        return self.pauses
+
+    def resume(self, paused: object) -> None:
+        self.resumed.append(paused)
 
     def stream(self, request: LlmRequest, cancelled: Callable[[], bool]) -> Iterator[LlmOutput]:
         self.seen.append(request.messages)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from agent.asr.base import AsrPurpose, AsrRequest, Transcript
-from agent.engines import AsrEngine, LlmEngine
+from agent.engines import LLM_AGE_S, AsrEngine, LlmEngine
 from agent.llm.base import ChatMessage, LlmOutput, LlmRequest, TextDelta
 
 
@@ -103,6 +103,12 @@ class CountingLlm:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
+    def pause(self) -> object:
+        return None
+
+    def resume(self, paused: object) -> None:
+        pass
+
     def stream(self, request: LlmRequest, cancelled: Callable[[], bool]) -> Iterator[LlmOutput]:
         try:
             for i in range(self.limit):
@@ -167,3 +173,176 @@ async def test_a_request_dropped_by_a_closing_queue_is_cancelled_not_left_waitin
             await queued
     asr.gate.set()
     assert (await busy).text == "t0"  # the one already running still finishes
+
+
+class ClauseLlm:
+    """Each reply is ``clauses`` clauses of five tokens ("r<tag> c<k> w<i>", a comma after the
+    last), one token per ``token_s``; records (tag, clause) per token in the order made, and what
+    it was asked to pause and resume. Its 'state' is the tag of the reply being generated: a
+    reply resumed with another's state raises."""
+
+    name = "clause-llm"
+
+    def __init__(self, clauses: int = 4, token_s: float = 0.005) -> None:
+        self.clauses = clauses
+        self.token_s = token_s
+        self.made: list[tuple[str, int]] = []
+        self.current = ""
+        self.resumed: list[object] = []
+        self.prefill_slices = 0
+        self.closed: list[str] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def prefill(self, request: LlmRequest, cancelled: Callable[[], bool]) -> int:
+        read = 0
+        for _ in range(50):  # 50 slices of 16 tokens, 20 ms each, unless told to stop
+            if cancelled():
+                break
+            threading.Event().wait(0.02)
+            self.prefill_slices += 1
+            read += 16
+        return read
+
+    def pause(self) -> object:
+        return self.current
+
+    def resume(self, paused: object) -> None:
+        self.resumed.append(paused)
+        self.current = str(paused)
+
+    def stream(self, request: LlmRequest, cancelled: Callable[[], bool]) -> Iterator[LlmOutput]:
+        tag = request.messages[-1].content
+        self.current = tag
+        try:
+            for k in range(self.clauses):
+                for i in range(5):
+                    if cancelled():
+                        return
+                    threading.Event().wait(self.token_s)
+                    if self.current != tag:
+                        raise AssertionError(f"reply {tag} resumed on the state of {self.current}")
+                    self.made.append((tag, k))
+                    yield TextDelta(f" {tag}c{k}w{i}" + ("," if i == 4 else ""))
+        finally:
+            self.closed.append(tag)
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    for _ in range(int(timeout_s / 0.002)):
+        if condition():
+            return
+        await asyncio.sleep(0.002)
+    raise TimeoutError("condition not met")
+
+
+def ask(tag: str) -> LlmRequest:
+    return LlmRequest((ChatMessage("user", tag),))
+
+
+async def _collect(engine: LlmEngine, tag: str, into: list[str]) -> None:
+    async with engine.generate(ask(tag)) as stream:
+        async for delta in stream:
+            into.append(delta.text)
+
+
+async def test_a_second_reply_says_its_first_clause_before_the_rest_of_the_first_is_made() -> None:
+    llm = ClauseLlm(clauses=6)
+    engine = LlmEngine(llm)
+    try:
+        a: list[str] = []
+        first = asyncio.create_task(_collect(engine, "A", a))
+        await _until(lambda: len(a) >= 2)  # A is generating its first clause
+        await _collect(engine, "B", [])
+        await first
+        order = llm.made
+        b_first_done = order.index(("B", 0)) + 4
+        assert ("A", 5) in order[b_first_done:]  # the rest of A came after B's first clause
+        assert order[:5] == [("A", 0)] * 5  # A's first clause was not cut
+        assert "A" in llm.resumed  # A went on from its own state
+        assert len(a) == 30 and a[-1] == " Ac5w4,"  # all of A, in order
+        assert engine.queue.parks >= 1
+    finally:
+        engine.queue.close()
+
+
+async def test_replies_take_turns_clause_by_clause_once_their_first_clauses_are_out() -> None:
+    llm = ClauseLlm(clauses=4)
+    engine = LlmEngine(llm)
+    try:
+        await asyncio.gather(*(_collect(engine, tag, []) for tag in "ABC"))
+        made = llm.made
+        # A clause is known to be over at the next token (the space after its comma), so each slice
+        # is a clause and one token.
+        done = {c: max(i for i, m in enumerate(made) if m == c) for c in set(made)}
+        assert max(done[(t, 0)] for t in "ABC") < min(done[(t, 1)] for t in "ABC")  # first clauses first
+        runs = [m[0] for i, m in enumerate(made) if i == 0 or made[i - 1][0] != m[0]]
+        assert runs[:6] == ["A", "B", "C", "A", "B", "C"]  # then each in turn
+        assert sorted(llm.closed) == ["A", "B", "C"]
+    finally:
+        engine.queue.close()
+
+
+async def test_a_parked_reply_is_not_starved_by_a_stream_of_new_replies() -> None:
+    llm = ClauseLlm(clauses=3, token_s=0.004)
+    engine = LlmEngine(llm)
+    loop = asyncio.get_running_loop()
+    try:
+        a: list[float] = []
+
+        async def reply_a() -> None:
+            async with engine.generate(ask("A")) as stream:
+                async for _ in stream:
+                    a.append(loop.time())
+
+        first = asyncio.create_task(reply_a())
+        await _until(lambda: bool(a))
+        newcomers = []
+        for n in range(150):  # a new reply every 20 ms for 3 s, each made in ~60 ms: always one waiting
+            newcomers.append(asyncio.create_task(_collect(engine, f"N{n}", [])))
+            await asyncio.sleep(0.02)
+            if first.done():
+                break
+        assert first.done(), "reply A never finished while new replies kept coming"
+        gaps = [t1 - t0 for t0, t1 in zip(a, a[1:], strict=False)]
+        assert max(gaps) < LLM_AGE_S + 1.0  # it waited about one aging step, not until the others ended
+        for task in newcomers:
+            task.cancel()
+        await asyncio.gather(*newcomers, return_exceptions=True)
+    finally:
+        engine.queue.close()
+
+
+async def test_a_prefill_stops_at_its_next_slice_when_a_reply_is_queued() -> None:
+    llm = ClauseLlm(clauses=1)
+    engine = LlmEngine(llm)
+    try:
+        prefill = engine.prefill(ask("P"))
+        await _until(lambda: llm.prefill_slices >= 2)
+        started = asyncio.get_running_loop().time()
+        await _collect(engine, "A", [])
+        assert asyncio.get_running_loop().time() - started < 0.5  # not behind all 50 slices (1 s)
+        assert 16 <= await prefill < 50 * 16  # what it read was kept and counted
+    finally:
+        engine.queue.close()
+
+
+async def test_leaving_a_parked_reply_closes_its_generation_in_the_worker() -> None:
+    llm = ClauseLlm(clauses=8, token_s=0.01)
+    engine = LlmEngine(llm)
+    try:
+        a = engine.generate(ask("A"))
+        await anext(a)
+        b = asyncio.create_task(_collect(engine, "B", []))
+        await _until(lambda: engine.queue.parks > 0)  # A parked for B
+        await a.__aexit__(None, None, None)  # the session leaves A while it is parked
+        await b
+        for _ in range(100):
+            if "A" in llm.closed:
+                break
+            await asyncio.sleep(0.01)
+        assert llm.closed == ["B", "A"] or sorted(llm.closed) == ["A", "B"]
+        assert ("A", 7) not in llm.made  # A never went on
+    finally:
+        engine.queue.close()
