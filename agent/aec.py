@@ -6,8 +6,7 @@ come back: a phone's handset or hybrid echo, a speakerphone, a client that loops
 gate in agent/echo.py only keeps that echo from *starting* speech; it cannot hear a user through it,
 and ASR of speech over the agent transcribes both voices. AEC3 subtracts the echo from the input
 itself, before VAD and ASR: a user talking over the agent is heard as the user. (AEC3 damps the start
-of double talk: an interruption over an echo is noticed ~0.7 s in, against ~0.16 s with the raw input
-behind the gate; but the raw input left a caller over handset echo unheard.)
+of double talk, and at times removes a user who talks over the agent altogether: see below.)
 
 The reference is placed on the input timeline: a frame the server sends while the input stands at
 sample ``at`` is far-end audio at ``at`` (frames sent in a burst are laid end to end; silence between
@@ -28,6 +27,15 @@ after ``FORGET_S`` of agent speech with clearly no echo in the input (< ``NO_ECH
 passes unchanged (AEC3
 keeps learning underneath); the echo gate still stands in front of speech onsets either way.
 
+AEC3's suppressor has a second failure: in double talk it can take the user's voice for echo and
+remove it, a whole sentence at a time (measured on live sessions: a user 6-10 dB louder than the
+echo came out 40-50 dB down for 1.4 s, so the interruption was never heard). The canceller predicts
+how loud the echo can be from the reference at the echo's delay (the loudest 10 ms of the 50 ms before
+it, a room's tail) and the echo's level learned on frames of echo alone (``erl_db``); a 10 ms frame
+that comes in ``DOUBLE_TALK_DB`` louder than that for 30 ms in a row, and that AEC3 cut by more than
+``EATEN_DB``, is the user: it passes as it came, echo and all (6+ dB under them), with a 50 ms
+hangover through the dips between syllables. The echo gate then decides, as for any input.
+
 One canceller per session (its filter is that call's echo path); not thread-safe: the session's input
 task is its only user.
 """
@@ -35,6 +43,7 @@ task is its only user.
 from __future__ import annotations
 
 import logging
+from collections import deque
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +60,11 @@ DETECT_LOOKS = 3  # ... at the same delay (within 20 ms) in this many looks in a
 NO_ECHO = 0.5  # below this the input holds nothing of the agent (a user over an echo scores 0.5-0.9)
 FORGET_S = 6.0  # this much agent speech with no echo in the input: back to passing the input through
 ACTIVE_DBFS = -50.0  # a reference frame louder than this is the agent talking
+DOUBLE_TALK_DB = 6.0  # input this much louder than the predicted echo: the user is talking over it
+EATEN_DB = 20.0  # ... and if AEC3 took more than this off such a frame, it took the user
+TAIL_FRAMES = 5  # an echo frame can come from the reference up to 50 ms before its delay (a room)
+HOLD_FRAMES = 5  # keep the user's frames through 50 ms dips
+CONFIRM_FRAMES = 3  # ... once they have been louder than the echo for 30 ms in a row
 
 
 class FarEnd:
@@ -104,6 +118,11 @@ class EchoCanceller:
         self.echo_lag_ms = 0  # ... at this delay
         self._hits = 0  # looks in a row that found it at (about) the same delay
         self._quiet_s = 0.0  # agent speech heard without an echo in the input, since the last echo
+        self.erl_db: float | None = None  # the echo's level relative to the reference (learned)
+        self._erl: deque[float] = deque(maxlen=300)  # ... measured on 10 ms frames of echo alone
+        self._hold = 0
+        self._run = 0
+        self.kept_frames = 0  # 10 ms frames where AEC3 would have removed the user (for tests, metrics)
 
     def reference(self, pcm16k: npt.NDArray[np.int16], at: int) -> None:
         self.far.add(pcm16k, at)
@@ -119,15 +138,80 @@ class EchoCanceller:
         out: npt.NDArray[np.int16] = np.asarray(self._aec.process(near, far), np.int16)
         self.position += n
         self._watch(near, far)
-        return out if self.echo_detected else near
+        if not self.echo_detected:
+            return near
+        return self._keep_near_end(near, out)
+
+    def _keep_near_end(
+        self, near: npt.NDArray[np.int16], out: npt.NDArray[np.int16]
+    ) -> npt.NDArray[np.int16]:
+        """Undo AEC3 where it removed the user (see the module docstring): a 10 ms frame whose input
+        is ``DOUBLE_TALK_DB`` louder than the echo the reference predicts, and that AEC3 took more
+        than ``EATEN_DB`` off, is the user talking over the agent: it passes as it came (the echo
+        under it stays, at least that much quieter). Frames that are echo alone teach the echo's
+        level (``erl_db``: input relative to the reference)."""
+        frames = len(near) // FRAME
+        n_env = len(self._near_env)
+        lag = self.echo_lag_ms // 10
+        near_db = self._near_env[n_env - frames :]
+        out_db = _dbfs(out.reshape(frames, FRAME))
+        # The echo of a frame spreads over the room's tail: the loudest reference of the 50 ms before.
+        predicted = np.array(
+            [
+                self._far_env[max(0, i - lag - TAIL_FRAMES) : i - lag + 1].max()
+                for i in range(n_env - frames, n_env)
+            ]
+        )
+        if self.erl_db is None:
+            self.erl_db = self._initial_erl(lag)
+        echo_db = predicted + self.erl_db
+        eaten = out_db < near_db - EATEN_DB
+        talking = (near_db > echo_db + DOUBLE_TALK_DB) & eaten & (near_db > ACTIVE_DBFS)
+        louder = talking.copy()
+        for i in range(frames):
+            # The user talks for longer than an echo the reference mispredicts for a moment: it takes
+            # CONFIRM_FRAMES in a row; then a short hangover keeps the dips between syllables theirs.
+            self._run = self._run + 1 if louder[i] else 0
+            if self._run >= CONFIRM_FRAMES:
+                self._hold = HOLD_FRAMES
+            elif self._hold > 0 and near_db[i] > echo_db[i] and eaten[i]:
+                self._hold -= 1
+            else:
+                self._hold = 0
+                talking[i] = False
+                continue
+            talking[i] = True
+        echo_alone = eaten & ~talking & (predicted > ACTIVE_DBFS) & (near_db > ACTIVE_DBFS)
+        self._erl.extend((near_db - predicted)[echo_alone].tolist())
+        if len(self._erl) >= 20:
+            self.erl_db = float(np.median(np.asarray(self._erl)))
+        if not talking.any():
+            return out
+        self.kept_frames += int(talking.sum())
+        mask = np.repeat(talking, FRAME)
+        kept: npt.NDArray[np.int16] = np.where(mask, near, out).astype(np.int16)
+        return kept
+
+    def _initial_erl(self, lag: int) -> float:
+        """The echo's level relative to the reference from the envelopes that detected it."""
+        n = len(self._near_env)
+        far = np.array(
+            [
+                self._far_env[max(0, i - lag - TAIL_FRAMES) : i - lag + 1].max()
+                for i in range(n - WINDOW_FRAMES, n)
+            ]
+        )
+        near = self._near_env[n - WINDOW_FRAMES :]
+        active = (far > ACTIVE_DBFS) & (near > ACTIVE_DBFS)
+        return float(np.median((near - far)[active])) if active.any() else -6.0
 
     def _watch(self, near: npt.NDArray[np.int16], far: npt.NDArray[np.int16]) -> None:
         """Follow whether the agent's voice is in the input (see the module docstring)."""
         frames = len(near) // FRAME
-        self._near_env = np.roll(self._near_env, -frames)
-        self._far_env = np.roll(self._far_env, -frames)
-        self._near_env[-frames:] = _dbfs(near.reshape(frames, FRAME))
-        self._far_env[-frames:] = _dbfs(far.reshape(frames, FRAME))
+        for env, pcm in ((self._near_env, near), (self._far_env, far)):
+            new = _dbfs(pcm.reshape(frames, FRAME))[-len(env) :]
+            env[: len(env) - len(new)] = env[len(new) :]  # in place: oldest out, newest last
+            env[len(env) - len(new) :] = new
         before = self._frames
         self._frames += frames
         if before // 10 == self._frames // 10:  # look every 100 ms
@@ -139,7 +223,9 @@ class EchoCanceller:
         # An echo keeps its delay; two voices that only happen to match do not, look after look.
         same_delay = abs(lag * 10 - self.echo_lag_ms) <= 20
         self._hits = self._hits + 1 if score >= DETECT and same_delay else int(score >= DETECT)
-        self.echo_score, self.echo_lag_ms = score, lag * 10
+        self.echo_score = score
+        if score >= DETECT:  # the echo's delay, as last seen clearly (double talk blurs the others)
+            self.echo_lag_ms = lag * 10
         if self._hits >= DETECT_LOOKS:
             if not self.echo_detected:
                 log.debug("echo detected: %d ms after the reference, r=%.2f", self.echo_lag_ms, score)

@@ -13,6 +13,12 @@ cancellation, 0.5 for a -6 dB echo) as the 90th percentile over the last ~2 s, a
 delay) must not find the gate already wide open. An echo cannot open the gate; a person talking over
 the agent is louder than its echo.
 
+Behind AEC3 (agent/aec.py) the gate sees the cleaned input: when the canceller starts cleaning, the
+gate forgets what it learned from the raw echo and starts again from ``after_aec_prior`` (-12 dB: AEC3
+takes 20-30 dB off a -6 dB echo), trusting speech it lets through as the user's (``trust_open``),
+except in the first ``settle_s`` of each new run of agent audio, while a canceller may still be finding
+the echo again.
+
 Limits, on purpose: it gates speech *onset* (barge-in and turn starts) while agent audio is echoing;
 it does not subtract the echo from the audio given to ASR; a user who speaks much more quietly than
 the agent's echo cannot interrupt (lower ``ratio``, or rely on the client's own AEC).
@@ -43,6 +49,13 @@ class EchoGatePolicy:
     history_s: float = 4.0
     learn_windows: int = 60  # echo-return measurements kept (~2 s of 32 ms windows)
     fall_half_life_s: float = 1.0  # how slowly the learned echo return may fall
+    after_aec_prior: float = 0.25  # echo return assumed once AEC3 cleans the input (-12 dB)
+    # The agent starts talking again after a silence this long: a new run of far-end audio. For
+    # ``settle_s`` after that the gate trusts nothing it lets through (a canceller may need that
+    # long to find the echo again if its delay moved).
+    new_run_gap_s: float = 1.5  # (longer than a pause for speech over the agent, ~0.3-1.2 s)
+    settle_s: float = 0.6
+    hangover_s: float = 0.1  # trusted: speech right after an open window keeps it open this long
 
 
 class EchoGate:
@@ -54,6 +67,15 @@ class EchoGate:
         self.blocked = 0  # onset windows the gate refused (counted for /metrics and tests)
         self._returns: deque[float] = deque(maxlen=self.policy.learn_windows)
         self.echo_return = self.policy.prior  # the input's loudness relative to the reference (learned)
+        # Whether speech the gate lets through is taken to be the user's. While the gate is the
+        # only line against the echo it is not: it learns from every window, so an echo louder
+        # than expected closes the gate within a window. Behind an echo canceller (or a client
+        # that cancels its own echo) what comes through loud is the user, and learning *their*
+        # loudness as the echo's would shut them out after ~0.2 s of talking over the agent.
+        self.trust_open = False
+        self._last_active = -(1 << 40)  # input position of the latest reference with sound in it
+        self._run_start = 0  # ... where the latest run of agent audio began
+        self._open_until = 0  # input position up to which the hangover holds the gate open
 
     @property
     def threshold(self) -> float:
@@ -61,6 +83,10 @@ class EchoGate:
 
     def reference(self, peak: float, at: int, samples: int) -> None:
         """The agent sent audio with this peak (0..1) covering ``samples`` input samples from ``at``."""
+        if peak > 1e-3:
+            if at - self._last_active > self.policy.new_run_gap_s * RATE:
+                self._run_start = at
+            self._last_active = at + samples
         first, last = at // BLOCK, (at + max(samples, 1) - 1) // BLOCK
         for b in range(first, last + 1):
             slot = b % self._blocks
@@ -77,19 +103,33 @@ class EchoGate:
         valid = self._stamp[slots] == blocks
         return float(self._peaks[slots][valid].max()) if valid.any() else 0.0
 
-    def allows(self, window: npt.NDArray[np.int16], start: int, end: int) -> bool:
+    def allows(self, window: npt.NDArray[np.int16], start: int, end: int, speech: bool = False) -> bool:
         """May this input window start speech? False when it is no louder than echo could be.
-        Call it for every window while the agent may be echoing: each call also learns."""
+        Call it for every window while the agent may be echoing: each call also learns, except,
+        once ``trust_open`` is set, from a window it lets through that the VAD calls ``speech``."""
         reference = self.reference_peak(start, end)
         if reference <= 0.0:
             return True
         peak = float(np.abs(window.astype(np.int32)).max(initial=0)) / 32768.0
         ratio = peak / reference
         allowed = ratio > self.threshold
-        self._learn(ratio, (end - start) / RATE)
+        trusted = self.trust_open and start >= self._run_start + self.policy.settle_s * RATE
+        if allowed:
+            self._open_until = end + int(self.policy.hangover_s * RATE)
+        elif trusted and speech and start < self._open_until:
+            allowed = True  # a dip between the user's words, not the end of their speech
+        if not (allowed and speech and trusted):
+            self._learn(ratio, (end - start) / RATE)
         if not allowed:
             self.blocked += 1
         return allowed
+
+    def restart(self, prior: float, *, trust_open: bool) -> None:
+        """Forget what was learned: the input changed (an echo canceller started or stopped
+        cleaning it)."""
+        self._returns.clear()
+        self.echo_return = prior
+        self.trust_open = trust_open
 
     def _learn(self, ratio: float, seconds: float) -> None:
         self._returns.append(ratio)

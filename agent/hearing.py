@@ -66,6 +66,7 @@ class Hearing:
         if settings.turn.echo_gate:
             self.echo = EchoGate(EchoGatePolicy(max_delay_s=settings.turn.echo_max_delay_s))
         self.aec: EchoCanceller | None = EchoCanceller() if settings.audio.aec == "webrtc" else None
+        self._cleaning = False  # AEC3's output is what the gate sees
         self._reference_rate = 0
         self._reference_resampler: soxr.ResampleStream | None = None
         keep = int((settings.turn.max_utterance_s + settings.asr.preroll_s + 2.0) * INPUT_RATE)
@@ -82,14 +83,23 @@ class Hearing:
 
     def client_cancels_echo(self) -> None:
         """The client removes its own echo (a browser's getUserMedia): no server-side AEC, which
-        would only distort what is left."""
+        would only distort what is left; loud speech through the gate is the user's."""
         self.aec = None
+        if self.echo is not None:
+            self.echo.trust_open = True
 
     async def frames(self, pcm: Pcm, received_at: float) -> list[VadFrame]:
         """Take one input chunk; return its VAD windows, gated by the echo gate. Cancel-safe: a
         cancelled call has stored the audio, and its VAD result is dropped."""
         if self.aec is not None:
             pcm = self.aec.process(pcm)
+            if self.echo is not None and self.aec.echo_detected != self._cleaning:
+                # The gate's input changed (cleaned, or raw again): what it learned no longer holds.
+                self._cleaning = self.aec.echo_detected
+                policy = self.echo.policy
+                self.echo.restart(
+                    policy.after_aec_prior if self._cleaning else policy.prior, trust_open=self._cleaning
+                )
             if not len(pcm):
                 return []
         end = self.buffer.append(pcm)
@@ -101,7 +111,8 @@ class Hearing:
         for frame in frames:
             start = frame.end_sample - frame.samples
             window = self.buffer.slice(start, frame.end_sample)
-            allowed = self.echo.allows(window, start, frame.end_sample)  # learns from every window
+            speech = frame.probability >= self._settings.vad.threshold
+            allowed = self.echo.allows(window, start, frame.end_sample, speech)  # learns too
             gated.append(dataclasses.replace(frame, gate=frame.gate and allowed))
         return gated
 
@@ -109,11 +120,23 @@ class Hearing:
         """The agent's audio as it leaves: the far-end reference of the canceller and the gate."""
         if not len(frame):
             return
+        at = self.position_now()
         if self.aec is not None:
-            self.aec.reference(self._at_input_rate(frame, sample_rate), self.buffer.end)
+            self.aec.reference(self._at_input_rate(frame, sample_rate), at)
         if self.echo is not None:
             peak = float(np.abs(frame.astype(np.int32)).max()) / 32768.0
-            self.echo.reference(peak, self.buffer.end, len(frame) * INPUT_RATE // sample_rate)
+            self.echo.reference(peak, at, len(frame) * INPUT_RATE // sample_rate)
+
+    def position_now(self) -> int:
+        """The input position at this instant, between frames: the samples heard so far plus the time
+        since the last frame came (at most one 20 ms frame more). Input arrives in 20 ms steps, so
+        without this a reply's reference would land up to 20 ms off from where the last one did,
+        and the canceller would have to find the echo's delay again at the start of every reply."""
+        if not self._arrivals:
+            return self.buffer.end
+        end, received_at = self._arrivals[-1]
+        ahead = (time.monotonic() - received_at) * INPUT_RATE
+        return end + int(min(max(ahead, 0.0), INPUT_RATE * 0.02))
 
     def _at_input_rate(self, frame: Pcm, sample_rate: int) -> Pcm:
         if sample_rate == INPUT_RATE:

@@ -84,12 +84,6 @@ async def test_the_agents_own_echo_does_not_interrupt_it(server: Server, delay_s
     assert len(result.audio) / 24000 > 2.0  # a real answer played (and echoed) in full
 
 
-@pytest.mark.xfail(
-    reason="open (issue 11, part 3): over a -6 dB echo with a room tail, AEC3 damps the start of the "
-    "user's speech and the interruption is missed in 1-3 of 6 tries (bench --barge-in, 2026-12-02); "
-    "see docs/benchmarks.md, Conversation v2, barge-in",
-    strict=False,
-)
 async def test_a_sentence_spoken_over_the_echo_interrupts_and_is_answered(server: Server) -> None:
     echo = {"echo_gain": 10 ** (-6 / 20), "echo_delay_s": 0.1, "echo_tail_s": 0.05}
     async with VoiceClient(server.ws, **echo) as client:

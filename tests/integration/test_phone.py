@@ -14,7 +14,6 @@ import time
 import urllib.request
 
 import numpy as np
-import pytest
 
 from streaming.devtools.phonesim import PhoneCall
 from tests.integration.conftest import Server
@@ -88,12 +87,6 @@ async def test_a_caller_cutting_in_gets_clear_and_memory_keeps_what_was_played(s
     print(f"memory kept: {said!r}; marks echoed: {len(call.marks_echoed)}")
 
 
-@pytest.mark.xfail(
-    reason="open (issue 11, part 3): with handset echo and line noise the caller's speech over the agent "
-    "is often not noticed for seconds (passed in one run of 2026-12-02, failed in the next three); "
-    "see docs/benchmarks.md, Conversation v2, barge-in",
-    strict=False,
-)
 async def test_a_caller_over_handset_echo_is_heard_and_answered_and_the_echo_alone_is_not(
     server: Server,
 ) -> None:

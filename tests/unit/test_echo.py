@@ -23,10 +23,17 @@ def voice(seconds: float, amplitude: float, seed: int) -> np.ndarray:
 
 
 def run(
-    gate: EchoGate, agent: np.ndarray, user: np.ndarray, delay_s: float, echo_db: float, jitter: int = 0
-) -> int:
+    gate: EchoGate,
+    agent: np.ndarray,
+    user: np.ndarray,
+    delay_s: float,
+    echo_db: float,
+    jitter: int = 0,
+    speech: np.ndarray | None = None,
+) -> list[bool]:
     """Send the agent's audio in 20 ms frames (stamped with the input position, +-jitter), and feed
-    the input = its echo + the user; return how many windows the gate allowed."""
+    the input = its echo + the user; return which windows the gate allowed. ``speech``: where the
+    VAD would say speech (default: wherever the user talks)."""
     frame = 320
     rng = np.random.default_rng(1)
     for i in range(0, len(agent), frame):
@@ -38,8 +45,10 @@ def run(
     echo[delay:] = agent * 10 ** (echo_db / 20)
     mic = echo[: len(user)] + user if len(user) else echo
     mic = np.clip(mic, -32768, 32767).astype(np.int16)
+    vad = (np.abs(user) > 0) if speech is None else speech
     return [
-        gate.allows(mic[end - WINDOW : end], end - WINDOW, end) for end in range(WINDOW, len(mic) + 1, WINDOW)
+        gate.allows(mic[end - WINDOW : end], end - WINDOW, end, bool(vad[end - WINDOW : end].any()))
+        for end in range(WINDOW, len(mic) + 1, WINDOW)
     ]
 
 
@@ -96,3 +105,31 @@ def test_a_user_can_start_a_barge_in_whatever_the_echo(echo_db: float, user_leve
     allowed = run(gate, agent, user, 0.1, echo_db, jitter=320)
     first_half_second = allowed[3 * RATE // WINDOW : 3 * RATE // WINDOW + 16]
     assert longest_run(first_half_second) >= 4
+
+
+def test_behind_a_canceller_a_user_stays_heard_for_their_whole_sentence() -> None:
+    """Once speech it lets through is trusted as the user's, the gate does not learn their loudness
+    as the echo's: it stays open for all of a 1.5 s sentence over the agent (without that, it
+    shut after ~0.2 s and the sentence fell apart into short overlaps)."""
+    agent = voice(4.0, 0.8, seed=1)
+    user = np.zeros(len(agent), np.int16)
+    user[RATE : RATE * 5 // 2] = voice(1.5, 0.8, seed=2)
+    trusted = EchoGate()
+    trusted.restart(0.05, trust_open=True)  # AEC3's residual: -26 dB
+    during = slice(RATE // WINDOW + 1, RATE * 5 // 2 // WINDOW - 1)
+    allowed = run(trusted, agent, user, 0.1, -26.0, jitter=320)[during]
+    assert all(allowed)
+    alone = EchoGate()
+    alone.restart(0.05, trust_open=False)
+    assert not all(run(alone, agent, user, 0.1, -26.0, jitter=320)[during])  # the old way shuts
+
+
+def test_the_gate_alone_learns_an_echo_louder_than_it_assumed_at_once() -> None:
+    """Without a canceller the gate does not trust what it lets through: an echo at -2 dB (louder
+    than the -6 dB it assumes) may get one window through, then it has learned it."""
+    gate = EchoGate()
+    agent = voice(3.0, 0.8, seed=4)
+    echo_only = np.zeros(0, np.int16)
+    speech = np.ones(len(agent) + 1600, bool)  # the VAD hears the echo as speech throughout
+    allowed = run(gate, agent, echo_only, 0.1, -2.0, jitter=320, speech=speech)
+    assert longest_run(allowed) <= 1
