@@ -246,6 +246,7 @@ async def run_client(
                     "v2v_ms": None if result.v2v_s is None else round(result.v2v_s * 1000.0, 1),
                     "premature": result.premature,
                     "replies": sum(1 for e in result.events if e["type"] == "response.started"),
+                    "stalls_ms": [round(g * 1000.0, 1) for g in result.stalls_s],
                     "timeline_ms": result.metrics.get("timeline_ms", {}),
                     "durations_ms": result.metrics.get("durations_ms", {}),
                     "endpointing": result.metrics.get("endpointing", {}),
@@ -307,6 +308,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "premature_turns": sum(1 for r in rows if r["premature"]),
         "split_turns": sum(1 for r in rows if r["replies"] != 1),
         "silent_turns": sum(1 for r in rows if r["v2v_ms"] is None),
+        # Playback gaps of >= 30 ms inside a reply's audio (the next clause was not ready in time).
+        "stalled_turns": sum(1 for r in rows if r.get("stalls_ms")),
+        "stall_ms": percentiles([g for r in rows for g in r.get("stalls_ms", [])]),
         "server_timeline_ms": stages,
         "model_ms": models,
     }
@@ -329,6 +333,11 @@ def table(summary: dict[str, Any]) -> str:
     lines.append(
         f"premature turns: {summary['premature_turns']}, turns answered in pieces: {summary['split_turns']}, "
         f"turns without audio: {summary['silent_turns']}"
+    )
+    stalls = summary.get("stall_ms") or {}
+    lines.append(
+        f"turns whose audio stalled (a gap >= 30 ms): {summary.get('stalled_turns', 0)}"
+        + (f"; gaps p50 {stalls['p50']:.0f} ms, max {stalls['max']:.0f} ms" if stalls else "")
     )
     if "server_rss_mb" in summary:
         rss = summary["server_rss_mb"]

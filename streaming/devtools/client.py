@@ -22,6 +22,7 @@ from agent.audio import AUDIO_PTIME_S, Pcm, peak_dbfs
 from streaming.codecs import StreamResampler, pcm_to_bytes, resample
 
 AUDIBLE_DBFS = -40.0
+STALL_S = 0.03  # a gap in a reply's audio this long is heard as a stall (a 20 ms frame late is not)
 
 
 @dataclass
@@ -36,6 +37,20 @@ class TurnResult:
     frame_samples: list[int]  # samples in each binary message received
     metrics: dict[str, Any]
     events: list[dict[str, Any]]
+    stalls_s: list[float] = field(default_factory=list)  # playback ran dry this long, after the first audio
+
+
+def playback_stalls(arrivals: list[tuple[float, float]], min_s: float = STALL_S) -> list[float]:
+    """Where a listener's playback would have run dry: ``arrivals`` are (arrival time, seconds of
+    audio) of each chunk in order; a chunk that arrives after everything before it has played
+    leaves a gap (a stall) of that long. Gaps shorter than ``min_s`` are not counted."""
+    stalls: list[float] = []
+    played_until: float | None = None
+    for at, seconds in arrivals:
+        if played_until is not None and at - played_until >= min_s:
+            stalls.append(at - played_until)
+        played_until = max(at, played_until if played_until is not None else at) + seconds
+    return stalls
 
 
 @dataclass
@@ -78,6 +93,7 @@ class VoiceClient:
     _rtc: Any = None  # the client's RTCPeerConnection (webrtc)
     _mic: Any = None  # its outbound track (webrtc)
     _rtc_reader: asyncio.Task[None] | None = None
+    _mic_next: float | None = None  # when the next microphone frame is due (one clock across calls)
 
     async def __aenter__(self) -> VoiceClient:
         self.ws = await connect(self.url, max_size=None, compression=None)
@@ -268,28 +284,39 @@ class VoiceClient:
         (Calling ``stream`` with one frame at a time in a loop would not be real time: each call
         starts its own clock. This keeps one clock.)"""
         frame = np.zeros(round(self.input_rate * AUDIO_PTIME_S), np.int16)
-        t0 = time.monotonic()
+        t0 = self._mic_clock()
         i = 0
         while not done():
             if time.monotonic() - t0 > timeout_s:
                 raise TimeoutError(f"still waiting after {timeout_s} s")
-            i += 1
             delay = t0 + i * AUDIO_PTIME_S - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            i += 1
+            self._mic_next = t0 + i * AUDIO_PTIME_S
             await self.send_bytes(pcm_to_bytes(self._with_echo(frame, time.monotonic())))
             await self._send_reports()
+
+    def _mic_clock(self) -> float:
+        """When the next microphone frame is due: right after the last one if it was sent lately
+        (a microphone does not stop between two calls of ``stream``; a gap in the input would move
+        every echo earlier on the server's input timeline), else now."""
+        now = time.monotonic()
+        if self._mic_next is not None and now - self._mic_next < 0.1:
+            return self._mic_next
+        return now
 
     async def stream(self, pcm: Pcm, *, start_at: float | None = None) -> float:
         """Send ``pcm`` in real-time 20 ms frames (one clock for this call); return the send time of
         the last frame."""
         frame = round(self.input_rate * AUDIO_PTIME_S)
-        t0 = time.monotonic() if start_at is None else start_at
+        t0 = self._mic_clock() if start_at is None else start_at
         sent_at = t0
         for i in range(0, len(pcm), frame):
             delay = t0 + (i // frame) * AUDIO_PTIME_S - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            self._mic_next = t0 + (i // frame + 1) * AUDIO_PTIME_S
             await self.send_bytes(pcm_to_bytes(self._with_echo(pcm[i : i + frame], time.monotonic())))
             sent_at = time.monotonic()
             await self._send_reports()
@@ -319,6 +346,9 @@ class VoiceClient:
         audio = [r for r in received if r.pcm is not None]
         chunks = [r.pcm for r in audio if r.pcm is not None]
         first_audible = next((r.at for r in audio if peak_dbfs(r.pcm) > AUDIBLE_DBFS), None)  # type: ignore[arg-type]
+        playing = [(r.at, len(r.pcm) / self.output_rate) for r in audio if r.pcm is not None]
+        if first_audible is not None:
+            playing = [p for p in playing if p[0] >= first_audible]
         finals = [m["text"] for m in self.messages("transcript.final", mark) if m["turn_id"] == tid]
         metrics = next((m for m in self.messages("turn.metrics", mark) if m["turn_id"] == tid), {})
         return TurnResult(
@@ -332,4 +362,5 @@ class VoiceClient:
             frame_samples=[len(c) for c in chunks],
             metrics=metrics,
             events=[r.message for r in received if r.message is not None],
+            stalls_s=playback_stalls(playing) if first_audible is not None else [],
         )

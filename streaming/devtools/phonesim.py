@@ -47,8 +47,8 @@ class PhoneCall:
     _player: asyncio.Task[None] | None = None
     # (samples, "", audio) for media, (0, name, None) for a mark
     _buffer: list[tuple[int, str, Pcm | None]] = field(default_factory=list)
-    _queued_samples: int = 0
     _new: asyncio.Event = field(default_factory=asyncio.Event)
+    _line_next: float | None = None  # when the next 20 ms media frame is due
     # A handset's echo: what was played comes back this much quieter, this much later; line noise.
     echo_gain: float = 0.0
     echo_delay_s: float = 0.1
@@ -109,12 +109,15 @@ class PhoneCall:
 
     async def say(self, pcm8k: Pcm) -> float:
         """Send ``pcm8k`` as real-time 20 ms media messages; return when its last frame was sent."""
-        t0 = time.monotonic()
+        now = time.monotonic()
+        # One clock across calls: a phone line does not pause between two ``say``s.
+        t0 = self._line_next if self._line_next is not None and now - self._line_next < 0.1 else now
         sent_at = t0
         for i in range(0, len(pcm8k), FRAME):
             delay = t0 + (i // FRAME) * AUDIO_PTIME_S - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            self._line_next = t0 + (i // FRAME + 1) * AUDIO_PTIME_S
             frame = pcm8k[i : i + FRAME]
             if len(frame) < FRAME:
                 frame = np.concatenate([frame, np.zeros(FRAME - len(frame), np.int16)])

@@ -65,3 +65,14 @@ def test_settings_flags_given_to_bench_go_to_the_server_it_starts() -> None:
     args.endpoint_complete_s = 0.4
     args.port = 9999  # never forwarded: bench picks the server's port
     assert server_flags(args) == ["--endpoint-complete-s", "0.4", "--speculative-reply", "false"]
+
+
+def test_a_stall_is_where_playback_runs_dry_before_the_next_chunk_arrives() -> None:
+    from streaming.devtools.client import playback_stalls
+
+    paced = [(i * 0.02, 0.02) for i in range(50)]  # real-time 20 ms frames: never dry
+    assert playback_stalls(paced) == []
+    burst = [(0.0, 1.0), (0.5, 0.5), (1.2, 0.3)]  # a second early, then 0.5 s more: plays to 1.5 s
+    assert playback_stalls(burst) == []
+    late = [(0.0, 0.5), (0.52, 0.02), (0.9, 0.5)]  # dry 20 ms (not heard), then 360 ms (heard)
+    assert [round(g, 3) for g in playback_stalls(late)] == [0.36]
