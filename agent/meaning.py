@@ -27,6 +27,12 @@ _NUMBER_WORDS = frozenset(
 _TOKEN = re.compile(r"[A-Za-z0-9]+")
 # Digit strings a speaker says in one go and that are then whole: 7- and 10/11-digit phone numbers.
 _WHOLE_DIGIT_COUNTS = frozenset({7, 10, 11})
+# A clock time at the end: "at 7 30", "by 10:45", "7.30" (Whisper writes all three).
+_CLOCK_TIME = re.compile(
+    r"""(?: \b(?:at|by|until|till|around|before|after|from|to) \s+ (?:1[0-2]|0?[1-9]) [\s:.]
+        | \b(?:1[0-2]|0?[1-9]) [:.] ) [0-5]\d \W*$""",
+    re.IGNORECASE | re.VERBOSE,
+)
 # Words that say a figure is a code being given (read out in groups), not an amount.
 _NAMES_A_NUMBER = frozenset("number code pin zip postcode account order reference extension id".split())
 
@@ -48,7 +54,9 @@ def dictation(text: str) -> bool:
     """Whether ``text`` ends in a sequence read out one piece at a time that may go on: digits (as
     figures or words: "4 1 5", "four one five"), single letters ("J, O, H"), or both ("A B 3"), at
     least two pieces; not one amount ("1999", "twenty five", "BA 294") and not a whole phone number
-    (7, 10 or 11 digits)."""
+    (7, 10 or 11 digits), and not a clock time ("at 7 30", "10:45")."""
+    if _CLOCK_TIME.search(text):
+        return False
     run: list[str] = []
     for token in reversed(_TOKEN.findall(text)):
         low = token.lower()

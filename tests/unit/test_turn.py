@@ -265,6 +265,10 @@ def test_transcript_complete(text: str, complete: bool) -> None:
         ("is it 7 or 8", False),
         ("my number is 555,", True),  # a group of a number being given
         ("room 415", False),
+        ("wake me at 7 30", False),  # a clock time
+        ("the train leaves at 10:45.", False),
+        ("around 7.30", False),
+        ("my pin is 7 30", True),  # no clock word: two groups of digits
     ],
 )
 def test_dictation(text: str, reading_out: bool) -> None:
