@@ -210,10 +210,21 @@ class Prefill:
 
 # The LLM queue's levels: a reply that has not said its first clause yet, the rest of a reply, a
 # prefill (agent/llm/base.py). A reply is served in slices of one clause: at each clause boundary it
-# parks if another job at its level or better waits, so with several sessions on one model every
-# reply's first clause comes before the rest of the others, and the rest go round in turn.
+# parks if another job at its level or better waits and it has enough said ahead of the listener
+# (``slack``) to wait, so with several sessions on one model every reply's first clause comes before
+# the rest of the others, and the rests go round in turn, without a reply's audio running dry.
 LLM_FIRST, LLM_REST, LLM_PREFILL = 0, 1, 2
 LLM_AGE_S = 1.0  # a job waiting this long moves up a level (nothing starves behind new replies)
+PARK_SLACK_S = 2.0  # a reply parks only with this much of its speech still ahead of the listener
+
+
+@dataclass(frozen=True, slots=True)
+class Generate:
+    """A reply to generate; ``slack()``: seconds of its speech made or written but not yet heard
+    (None: it can always wait)."""
+
+    request: LlmRequest
+    slack: Callable[[], float] | None = None
 
 
 @dataclass
@@ -229,21 +240,23 @@ class _Generation:
 class LlmEngine:
     def __init__(self, model: Llm) -> None:
         self.model = model
-        self.queue: RoleQueue[LlmRequest | Prefill] = RoleQueue(
+        self.queue: RoleQueue[Generate | Prefill] = RoleQueue(
             "llm", self._serve, age_s=LLM_AGE_S, discard=self._discard
         )
 
-    def generate(self, request: LlmRequest) -> Stream[LlmOutput]:
+    def generate(self, request: LlmRequest, slack: Callable[[], float] | None = None) -> Stream[LlmOutput]:
         """The reply as a stream of outputs (text deltas). Leaving its ``async with`` stops the
-        model before its next token (or drops the request if it has not started)."""
-        return Stream(self.queue, request, LLM_FIRST)
+        model before its next token (or drops the request if it has not started). ``slack`` says
+        how much of the reply's speech is still ahead of the listener (called from the LLM's
+        thread: it must be cheap and thread-safe to read)."""
+        return Stream(self.queue, Generate(request, slack), LLM_FIRST)
 
     def prefill(self, request: LlmRequest) -> asyncio.Future[int]:
         """Read ``request``'s prompt ahead (tokens read come back). Replies go first: a prefill
         stops at its next slice when one is queued (what it read is kept); cancelling drops it."""
         return _submit_future(self.queue, Prefill(request), LLM_PREFILL)
 
-    def _serve(self, jobs: list[Job[LlmRequest | Prefill]]) -> None:
+    def _serve(self, jobs: list[Job[Generate | Prefill]]) -> None:
         for job in jobs:
             match job.request:
                 case Prefill(request=request):
@@ -252,20 +265,25 @@ class LlmEngine:
                         return job.cancelled() or self.queue.waiting(LLM_PREFILL - 1)
 
                     job.deliver(self.model.prefill(request, stop))
-                case request:
-                    self._reply(job, request)
+                case Generate() as reply:
+                    self._reply(job, reply)
 
-    def _reply(self, job: Job[Any], request: LlmRequest) -> None:
+    def _reply(self, job: Job[Any], reply: Generate) -> None:
         """Generate until the reply ends or, at a clause boundary, another job should go first."""
         run: _Generation | None = job.parked
         if run is None:
-            run = _Generation(iter(self.model.stream(request, job.cancelled)), ClauseChunker())
+            run = _Generation(iter(self.model.stream(reply.request, job.cancelled)), ClauseChunker())
         else:
             self.model.resume(run.paused)
             run.paused, job.parked = None, None
         for output in run.outputs:
             job.deliver(output)
-            if run.chunker.push(output.text) and not job.cancelled() and self.queue.waiting(LLM_REST):
+            if (
+                run.chunker.push(output.text)
+                and not job.cancelled()
+                and (reply.slack is None or reply.slack() >= PARK_SLACK_S)
+                and self.queue.waiting(LLM_REST)
+            ):
                 run.paused = self.model.pause()
                 job.park(run, LLM_REST)
                 return
@@ -281,8 +299,8 @@ class LlmEngine:
 class TtsEngine:
     def __init__(self, model: Tts) -> None:
         self.model = model
-        # A first clause goes before later ones (of any reply); a later one waits at most ~1 s for them.
-        self.queue: RoleQueue[TtsRequest] = RoleQueue("tts", self._serve, age_s=1.0)
+        # A first clause goes before later ones (of any reply); a later one waits at most ~0.4 s for them.
+        self.queue: RoleQueue[TtsRequest] = RoleQueue("tts", self._serve, age_s=0.4)
 
     @property
     def sample_rate(self) -> int:

@@ -52,6 +52,8 @@ from agent.tts.base import TtsOptions, TtsRequest, WordTiming, pause_after, shif
 
 log = logging.getLogger(__name__)
 
+SECONDS_PER_WORD = 0.4  # speech not synthesized yet, estimated (hibari speaks ~2.5-3 words a second)
+
 
 @dataclass
 class Timeline:
@@ -102,6 +104,7 @@ class Reply:
         self._finished = False  # to_speech/to_text returned (done or failed, not cancelled)
         self.heard = Heard(ctx.memory)
         self.completed = False
+        self._words_unspoken = 0  # words of admitted clauses not synthesized yet
 
     @property
     def said_text(self) -> str:
@@ -256,10 +259,11 @@ class Reply:
         def admit(found: list[str]) -> None:
             for clause in found:
                 if (spoken := guard.admit(clause)) is not None:
+                    self._words_unspoken += len(spoken.split())
                     clauses.put_nowait(spoken)
 
         try:
-            async with self.ctx.engines.llm.generate(request) as stream:
+            async with self.ctx.engines.llm.generate(request, self._speech_ahead_s) as stream:
                 try:
                     async for output in stream:
                         match output:
@@ -277,6 +281,15 @@ class Reply:
             admit(chunker.flush())
         finally:
             clauses.put_nowait(None)
+
+    def _speech_ahead_s(self) -> float:
+        """Seconds of this reply the listener has not heard yet: the audio made, and the text written
+        but not synthesized yet (at ~0.4 s a word), less what has played. Read from the LLM's thread
+        (plain reads of numbers this task writes: a stale value only moves a slice boundary)."""
+        if self.held:
+            return float("inf")  # nobody is listening yet
+        made = self.heard.duration_s + SECONDS_PER_WORD * self._words_unspoken
+        return made - self.ctx.output.played_s(self.turn_id)
 
     async def _synthesize(self, clauses: asyncio.Queue[str | None]) -> None:
         tts = self.ctx.engines.tts
@@ -316,6 +329,7 @@ class Reply:
             duration_s = len(audio) / tts.sample_rate
             timings = None if not words else shift_words(words, -start / tts.sample_rate, duration_s)
             self.heard.spoke(clause, duration_s, timings)
+            self._words_unspoken = max(0, self._words_unspoken - len(clause.split()))
             self.push(AudioChunk(float_to_pcm(audio), tts.sample_rate))
         self.timeline.durations_ms["tts"] = round(tts_ms, 1)
 

@@ -346,3 +346,28 @@ async def test_leaving_a_parked_reply_closes_its_generation_in_the_worker() -> N
         assert ("A", 7) not in llm.made  # A never went on
     finally:
         engine.queue.close()
+
+
+async def test_a_reply_whose_listener_is_about_to_run_out_of_speech_does_not_park() -> None:
+    """Slack: a reply parks at a clause boundary only with enough of its speech still ahead of the
+    listener; one about to run dry goes on, the waiting reply's first clause comes after it."""
+    from agent.engines import PARK_SLACK_S
+
+    llm = ClauseLlm(clauses=4)
+    engine = LlmEngine(llm)
+    try:
+        a: list[str] = []
+
+        async def reply_a() -> None:
+            async with engine.generate(ask("A"), slack=lambda: PARK_SLACK_S / 2) as stream:
+                async for delta in stream:
+                    a.append(delta.text)
+
+        first = asyncio.create_task(reply_a())
+        await _until(lambda: bool(a))
+        await _collect(engine, "B", [])
+        await first
+        assert engine.queue.parks == 0
+        assert llm.made.index(("B", 0)) == 20  # all of A first
+    finally:
+        engine.queue.close()
