@@ -156,12 +156,7 @@ class EchoCanceller:
         near_db = self._near_env[n_env - frames :]
         out_db = _dbfs(out.reshape(frames, FRAME))
         # The echo of a frame spreads over the room's tail: the loudest reference of the 50 ms before.
-        predicted = np.array(
-            [
-                self._far_env[max(0, i - lag - TAIL_FRAMES) : i - lag + 1].max()
-                for i in range(n_env - frames, n_env)
-            ]
-        )
+        predicted = self._echo_source_db(lag, n_env - frames)
         if self.erl_db is None:
             self.erl_db = self._initial_erl(lag)
         echo_db = predicted + self.erl_db
@@ -192,15 +187,18 @@ class EchoCanceller:
         kept: npt.NDArray[np.int16] = np.where(mask, near, out).astype(np.int16)
         return kept
 
+    def _echo_source_db(self, lag: int, first: int) -> npt.NDArray[np.float64]:
+        """For each near-end frame from ``first`` to the newest: the loudest reference frame its echo
+        can come from (``lag`` frames before it, or up to TAIL_FRAMES more: a room's tail)."""
+        env = self._far_env
+        return np.array(
+            [env[max(0, i - lag - TAIL_FRAMES) : i - lag + 1].max() for i in range(first, len(env))]
+        )
+
     def _initial_erl(self, lag: int) -> float:
         """The echo's level relative to the reference from the envelopes that detected it."""
         n = len(self._near_env)
-        far = np.array(
-            [
-                self._far_env[max(0, i - lag - TAIL_FRAMES) : i - lag + 1].max()
-                for i in range(n - WINDOW_FRAMES, n)
-            ]
-        )
+        far = self._echo_source_db(lag, n - WINDOW_FRAMES)
         near = self._near_env[n - WINDOW_FRAMES :]
         active = (far > ACTIVE_DBFS) & (near > ACTIVE_DBFS)
         return float(np.median((near - far)[active])) if active.any() else -6.0
