@@ -161,21 +161,20 @@ class EchoCanceller:
             self.erl_db = self._initial_erl(lag)
         echo_db = predicted + self.erl_db
         eaten = out_db < near_db - EATEN_DB
-        talking = (near_db > echo_db + DOUBLE_TALK_DB) & eaten & (near_db > ACTIVE_DBFS)
-        louder = talking.copy()
+        louder = (near_db > echo_db + DOUBLE_TALK_DB) & eaten & (near_db > ACTIVE_DBFS)
+        talking = np.zeros(frames, bool)
         for i in range(frames):
             # The user talks for longer than an echo the reference mispredicts for a moment: it takes
             # CONFIRM_FRAMES in a row; then a short hangover keeps the dips between syllables theirs.
             self._run = self._run + 1 if louder[i] else 0
             if self._run >= CONFIRM_FRAMES:
                 self._hold = HOLD_FRAMES
+                talking[i] = True
             elif self._hold > 0 and near_db[i] > echo_db[i] and eaten[i]:
                 self._hold -= 1
+                talking[i] = True
             else:
                 self._hold = 0
-                talking[i] = False
-                continue
-            talking[i] = True
         echo_alone = eaten & ~talking & (predicted > ACTIVE_DBFS) & (near_db > ACTIVE_DBFS)
         self._erl.extend((near_db - predicted)[echo_alone].tolist())
         if len(self._erl) >= 20:
