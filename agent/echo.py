@@ -17,7 +17,9 @@ Behind AEC3 (agent/aec.py) the gate sees the cleaned input: when the canceller s
 gate forgets what it learned from the raw echo and starts again from ``after_aec_prior`` (-12 dB: AEC3
 takes 20-30 dB off a -6 dB echo), trusting speech it lets through as the user's (``trust_open``),
 except in the first ``settle_s`` of each new run of agent audio, while a canceller may still be finding
-the echo again.
+the echo again. It learns the level of what AEC3 leaves of the echo only from windows of echo alone
+(the canceller tells it which hold more), and holds a window the canceller passed uncancelled (the
+user over the echo) to the raw echo's level.
 
 Limits, on purpose: it gates speech *onset* (barge-in and turn starts) while agent audio is echoing;
 it does not subtract the echo from the audio given to ASR; a user who speaks much more quietly than
@@ -51,11 +53,21 @@ class EchoGatePolicy:
     fall_half_life_s: float = 1.0  # how slowly the learned echo return may fall
     after_aec_prior: float = 0.25  # echo return assumed once AEC3 cleans the input (-12 dB)
     # The agent starts talking again after a silence this long: a new run of far-end audio. For
-    # ``settle_s`` after that the gate trusts nothing it lets through (a canceller may need that
-    # long to find the echo again if its delay moved).
+    # ``settle_s`` after that, and after a restart, the gate trusts nothing it lets through (a
+    # canceller may need that long to find the echo again if its delay moved, and AEC3 leaves an
+    # echo only 8-10 dB down for the first few hundred ms after it is found).
     new_run_gap_s: float = 1.5  # (longer than a pause for speech over the agent, ~0.3-1.2 s)
     settle_s: float = 0.6
     hangover_s: float = 0.1  # trusted: speech right after an open window keeps it open this long
+    hangover_after: int = 2  # ... once this many windows in a row were loud enough (one can be a
+    # burst of what a canceller left of the echo; a syllable of the user's is 3-6 windows)
+    # After a restart the learned echo return does not fall under the prior for this long: just after
+    # AEC3 finds an echo, what it leaves comes in speech-like bursts, too few windows for the 90th
+    # percentile to count, and the gate would open for them (measured: a -6 dB echo 0.64 s after
+    # detection left bursts 10 dB under the reference, read as speech by the VAD at 0.9).
+    restart_hold_s: float = 1.5
+    echo_quantile: float = 0.9  # the echo return learned: this quantile of the measurements
+    residual_quantile: float = 0.98  # ... and that of what is left behind a canceller (trust_open)
 
 
 class EchoGate:
@@ -76,6 +88,10 @@ class EchoGate:
         self._last_active = -(1 << 40)  # input position of the latest reference with sound in it
         self._run_start = 0  # ... where the latest run of agent audio began
         self._open_until = 0  # input position up to which the hangover holds the gate open
+        self._position = 0  # the end of the latest window judged
+        self._loud = 0  # windows in a row loud enough to pass on their own
+        self._restarted_at = 0  # ... at the latest restart
+        self._prior_until = 0  # ... up to which the estimate holds at the prior (after a restart)
 
     @property
     def threshold(self) -> float:
@@ -103,22 +119,37 @@ class EchoGate:
         valid = self._stamp[slots] == blocks
         return float(self._peaks[slots][valid].max()) if valid.any() else 0.0
 
-    def allows(self, window: npt.NDArray[np.int16], start: int, end: int, speech: bool = False) -> bool:
+    def allows(
+        self,
+        window: npt.NDArray[np.int16],
+        start: int,
+        end: int,
+        speech: bool = False,
+        near_end: bool = False,
+        raw_return: float = 0.0,
+    ) -> bool:
         """May this input window start speech? False when it is no louder than echo could be.
         Call it for every window while the agent may be echoing: each call also learns, except,
-        once ``trust_open`` is set, from a window it lets through that the VAD calls ``speech``."""
+        once ``trust_open`` is set, from a window it lets through that the VAD calls ``speech`` and
+        from one the canceller says holds more than echo (``near_end``) or passed uncancelled
+        (``raw_return``: then the echo in it is that loud, relative to the reference, whatever
+        is left of it elsewhere; 0 where the window was cancelled)."""
+        self._position = end
         reference = self.reference_peak(start, end)
         if reference <= 0.0:
             return True
         peak = float(np.abs(window.astype(np.int32)).max(initial=0)) / 32768.0
         ratio = peak / reference
-        allowed = ratio > self.threshold
-        trusted = self.trust_open and start >= self._run_start + self.policy.settle_s * RATE
-        if allowed:
+        allowed = ratio > max(self.threshold, self.policy.margin * raw_return)
+        settled = max(self._run_start, self._restarted_at) + self.policy.settle_s * RATE
+        trusted = self.trust_open and start >= settled
+        self._loud = self._loud + 1 if allowed else 0
+        if self._loud >= self.policy.hangover_after:
             self._open_until = end + int(self.policy.hangover_s * RATE)
         elif trusted and speech and start < self._open_until:
             allowed = True  # a dip between the user's words, not the end of their speech
-        if not (allowed and speech and trusted):
+        skip = (allowed and speech and trusted) or (self.trust_open and (near_end or raw_return > 0.0))
+        if not skip:
             self._learn(ratio, (end - start) / RATE)
         if not allowed:
             self.blocked += 1
@@ -130,9 +161,16 @@ class EchoGate:
         self._returns.clear()
         self.echo_return = prior
         self.trust_open = trust_open
+        self._restarted_at = self._position
+        self._prior_until = self._position + int(self.policy.restart_hold_s * RATE)
 
     def _learn(self, ratio: float, seconds: float) -> None:
         self._returns.append(ratio)
-        measured = float(np.quantile(np.asarray(self._returns), 0.9))
+        # Alone, the echo is most windows and the 90th percentile is its level; behind a canceller,
+        # what is left comes in rare bursts (AEC3 re-adapting), and the loudest of them counts.
+        q = self.policy.residual_quantile if self.trust_open else self.policy.echo_quantile
+        measured = float(np.quantile(np.asarray(self._returns), q))
         decayed = self.echo_return * 0.5 ** (seconds / self.policy.fall_half_life_s)
+        if self._position < self._prior_until:
+            decayed = self.echo_return  # just restarted: the estimate may rise, not fall yet
         self.echo_return = max(measured, decayed)

@@ -112,7 +112,11 @@ class Hearing:
             start = frame.end_sample - frame.samples
             window = self.buffer.slice(start, frame.end_sample)
             speech = frame.probability >= self._settings.vad.threshold
-            allowed = self.echo.allows(window, start, frame.end_sample, speech)  # learns too
+            near_end, raw_return = False, 0.0
+            if self.aec is not None:
+                near_end = self.aec.near_end(start, frame.end_sample)
+                raw_return = self.aec.raw_echo_return(start, frame.end_sample)
+            allowed = self.echo.allows(window, start, frame.end_sample, speech, near_end, raw_return)
             gated.append(dataclasses.replace(frame, gate=frame.gate and allowed))
         return gated
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.echo import EchoGate
+from agent.echo import EchoGate, EchoGatePolicy
 
 RATE = 16000
 WINDOW = 512
@@ -133,3 +133,59 @@ def test_the_gate_alone_learns_an_echo_louder_than_it_assumed_at_once() -> None:
     speech = np.ones(len(agent) + 1600, bool)  # the VAD hears the echo as speech throughout
     allowed = run(gate, agent, echo_only, 0.1, -2.0, jitter=320, speech=speech)
     assert longest_run(allowed) <= 1
+
+
+def _residual_run(gate: EchoGate, bursts_at_s: list[float]) -> list[bool]:
+    """Behind a canceller (restarted at 0): the agent talks at 0.5 throughout; what AEC3 leaves of
+    its echo is 35 dB down, except for bursts it leaves only 8 dB down (r = 0.4 for 64 ms, then
+    0.2 for 96 ms), which the VAD hears as speech (measured just after AEC3 found an echo, and
+    again when it re-adapts)."""
+    seconds = 4.0
+    for at in range(0, int(seconds * RATE), 320):
+        gate.reference(0.5, at, 320)
+    gate.restart(gate.policy.after_aec_prior, trust_open=True)
+    allowed = []
+    for end in range(WINDOW, int(seconds * RATE) + 1, WINDOW):
+        start = end - WINDOW
+        into = [(start / RATE - t) for t in bursts_at_s if 0 <= start / RATE - t < 0.16]
+        ratio = 0.0089 if not into else (0.4 if into[0] < 0.064 else 0.2)
+        window = np.full(WINDOW, int(ratio * 0.5 * 32767), np.int16)
+        allowed.append(gate.allows(window, start, end, speech=bool(into)))
+    return allowed
+
+
+def test_behind_a_canceller_bursts_of_residual_echo_cannot_start_speech() -> None:
+    """A burst just after AEC3 found the echo (the gate has not settled) and one 2.5 s later (the
+    learned residual is tiny by then) each get at most two windows through, never the four a
+    barge-in needs; the gate before these guards let both through."""
+    assert longest_run(_residual_run(EchoGate(), [0.3, 2.5])) <= 2
+    unguarded = EchoGatePolicy(restart_hold_s=0.0, residual_quantile=0.9, hangover_after=1, settle_s=0.0)
+    assert longest_run(_residual_run(EchoGate(unguarded), [0.3, 2.5])) >= 4
+
+
+def test_behind_a_canceller_the_gate_does_not_learn_from_what_holds_more_than_echo() -> None:
+    """Windows the canceller says hold more than echo (``near_end``: the user, perhaps too soft for
+    the VAD to be sure) or that passed uncancelled do not teach the gate the echo's level."""
+    for flag in ({"near_end": True}, {"raw_return": 0.5}, {}):
+        gate = EchoGate()
+        gate.reference(0.5, 0, 4 * RATE)
+        gate.restart(0.05, trust_open=True)
+        window = np.full(WINDOW, int(0.3 * 32767), np.int16)  # r = 0.6: loud, but the VAD is unsure
+        for end in range(WINDOW, 2 * RATE, WINDOW):
+            gate.allows(window, end - WINDOW, end, speech=False, **flag)  # type: ignore[arg-type]
+        if flag:
+            assert gate.echo_return == pytest.approx(0.05), flag
+        else:
+            assert gate.echo_return > 0.5  # learned as echo, as before
+
+
+def test_input_that_passed_uncancelled_is_held_to_the_raw_echo_level() -> None:
+    gate = EchoGate()
+    gate.reference(0.5, 0, 4 * RATE)
+    gate.restart(0.05, trust_open=True)
+    at = RATE
+    echo_raw = np.full(WINDOW, int(0.25 * 32767), np.int16)  # the raw echo: r = 0.5
+    assert gate.allows(echo_raw, at, at + WINDOW)  # cancelled input that loud is not echo ...
+    assert not gate.allows(echo_raw, at, at + WINDOW, raw_return=0.5)  # ... uncancelled, it is
+    user = np.full(WINDOW, int(0.45 * 32767), np.int16)  # the user over it: r = 0.9
+    assert gate.allows(user, at, at + WINDOW, raw_return=0.5)
