@@ -59,15 +59,15 @@ class EchoGatePolicy:
     new_run_gap_s: float = 1.5  # (longer than a pause for speech over the agent, ~0.3-1.2 s)
     settle_s: float = 0.6
     hangover_s: float = 0.1  # trusted: speech right after an open window keeps it open this long
-    hangover_after: int = 2  # ... once this many windows in a row were loud enough (one can be a
-    # burst of what a canceller left of the echo; a syllable of the user's is 3-6 windows)
+    hangover_after: int = 2  # ... behind our canceller, once this many windows in a row were loud
+    # enough (one can be a burst of what AEC3 left of the echo; a syllable of the user's is 3-6)
     # After a restart the learned echo return does not fall under the prior for this long: just after
     # AEC3 finds an echo, what it leaves comes in speech-like bursts, too few windows for the 90th
     # percentile to count, and the gate would open for them (measured: a -6 dB echo 0.64 s after
     # detection left bursts 10 dB under the reference, read as speech by the VAD at 0.9).
     restart_hold_s: float = 1.5
     echo_quantile: float = 0.9  # the echo return learned: this quantile of the measurements
-    residual_quantile: float = 0.98  # ... and that of what is left behind a canceller (trust_open)
+    residual_quantile: float = 0.98  # ... and that of what is left behind our canceller
 
 
 class EchoGate:
@@ -90,6 +90,7 @@ class EchoGate:
         self._open_until = 0  # input position up to which the hangover holds the gate open
         self._position = 0  # the end of the latest window judged
         self._loud = 0  # windows in a row loud enough to pass on their own
+        self._behind_aec = False  # restarted onto a canceller's output (not a client's own AEC)
         self._restarted_at = 0  # ... at the latest restart
         self._prior_until = 0  # ... up to which the estimate holds at the prior (after a restart)
 
@@ -144,7 +145,7 @@ class EchoGate:
         settled = max(self._run_start, self._restarted_at) + self.policy.settle_s * RATE
         trusted = self.trust_open and start >= settled
         self._loud = self._loud + 1 if allowed else 0
-        if self._loud >= self.policy.hangover_after:
+        if self._loud >= (self.policy.hangover_after if self._behind_aec else 1):
             self._open_until = end + int(self.policy.hangover_s * RATE)
         elif trusted and speech and start < self._open_until:
             allowed = True  # a dip between the user's words, not the end of their speech
@@ -162,13 +163,14 @@ class EchoGate:
         self.echo_return = prior
         self.trust_open = trust_open
         self._restarted_at = self._position
+        self._behind_aec = trust_open  # the input is now what a canceller left: its bursts count
         self._prior_until = self._position + int(self.policy.restart_hold_s * RATE)
 
     def _learn(self, ratio: float, seconds: float) -> None:
         self._returns.append(ratio)
         # Alone, the echo is most windows and the 90th percentile is its level; behind a canceller,
         # what is left comes in rare bursts (AEC3 re-adapting), and the loudest of them counts.
-        q = self.policy.residual_quantile if self.trust_open else self.policy.echo_quantile
+        q = self.policy.residual_quantile if self._behind_aec else self.policy.echo_quantile
         measured = float(np.quantile(np.asarray(self._returns), q))
         decayed = self.echo_return * 0.5 ** (seconds / self.policy.fall_half_life_s)
         if self._position < self._prior_until:
