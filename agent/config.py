@@ -77,9 +77,6 @@ class TurnPolicy:
     wordless_logprob: float = -0.95  # an overlap the ASR hears with less confidence is not words
     hum_tilt_db: float = -22.0  # an overlap with less high-frequency energy than this is a hum
     max_hum_s: float = 0.8  # ... if it is this short
-    # An interruption that starts this soon after an overlap the agent went on through begins the
-    # turn there: "Wait, ... what is the capital of Italy?" is one turn, not "of Italy?".
-    overlap_join_s: float = 1.5
     backchannels: frozenset[str] = frozenset(
         {"uh-huh", "uh huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "yeah", "yes", "yep", "right", "okay",
          "ok", "sure", "i see", "got it", "uh", "um", "ah", "oh", "wow", "cool", "nice", "alright", "true"}

@@ -90,21 +90,17 @@ def classify_overlap(
 ) -> Overlap:
     """What speech over the agent was: "noise" (no words), "echo" (mostly the agent's own recent
     words: its voice came back into the input), "backchannel" (short, and either only words from the
-    backchannel list or *wordless*: "mm-hmm", "uh-huh", a laugh, which Whisper hears as one word,
-    "Mama", "Aha", "homeless", with low confidence, ``avg_logprob`` under ``wordless_logprob``; or a short hum
-    with the mouth closed, ``tilt_db`` under ``hum_tilt_db``: "mm-hmm", "hmm", whatever one word the
-    ASR made of it), or "interruption" (anything else)."""
+    backchannel list or *wordless*: "mm-hmm", "uh-huh", a laugh, which Whisper hears as "Mama",
+    "Aha", "homeless" with low confidence, ``avg_logprob`` under ``wordless_logprob``; or a short hum
+    with the mouth closed, ``tilt_db`` under ``hum_tilt_db``: "mm-hmm", "hmm", whatever the ASR made
+    of it), or "interruption" (anything else)."""
     words = re.findall(r"[a-z']+(?:-[a-z']+)*", text.lower())
     if not words:
         return "noise"
     short = duration_s <= policy.max_backchannel_s
-    # A wordless sound is one sound: the ASR makes one word of it. Two or more are words, however
-    # unsure the ASR was of them or dull they sound (a caller over an echo on an 8 kHz line).
-    one = len(words) == 1
-    if one and short and avg_logprob is not None and avg_logprob < policy.wordless_logprob:
+    if short and avg_logprob is not None and avg_logprob < policy.wordless_logprob:
         return "backchannel"
-    hum = duration_s <= policy.max_hum_s and tilt_db is not None and tilt_db < policy.hum_tilt_db
-    if one and hum:
+    if duration_s <= policy.max_hum_s and tilt_db is not None and tilt_db < policy.hum_tilt_db:
         return "backchannel"
     own = set(re.findall(r"[a-z']+(?:-[a-z']+)*", agent_text.lower()))
     if own and len(words) >= 2 and sum(w in own for w in words) >= 0.7 * len(words):

@@ -101,9 +101,7 @@ checked against the table itself (``render_table``)::
 
 A VAD frame is speech above ``threshold`` (and the webrtcvad gate) to start, above ``release_threshold``
 to go on. While the agent speaks, speech over it pauses the agent at once; ``classify_overlap`` decides
-from what was said whether it was an interruption, a backchannel, echo or noise. An interruption that
-starts within ``overlap_join_s`` of an overlap the agent went on through begins its turn there (a
-"Wait," taken for a backchannel is still the start of what the user said).
+from what was said whether it was an interruption, a backchannel, echo or noise.
 
 The endpoint is decided by two opinions of the pause (``endpoint_s``), each an input: the transcript's
 reading (``TranscriptReady``: finished, or dangling on "and", a comma, digits being read out) and the
@@ -386,7 +384,6 @@ class TurnTaking:
         self.turn_id = 0
         self.reply_turn: int | None = None  # the turn whose reply is in progress
         self._onset_start = 0
-        self._dismissed: tuple[int, int] | None = None  # the latest overlap the agent went on through
         self._onset_samples = 0
         self._speech_start = 0
         self._speech_end = 0
@@ -576,17 +573,11 @@ class TurnTaking:
         self.state = UserState.SPEAKING
         self.turn_id += 1
         self._speech_start = self._onset_start
-        if self._dismissed is not None:
-            start, end = self._dismissed
-            if self._onset_start - end <= self.policy.overlap_join_s * VAD_RATE:
-                self._speech_start = start  # the words the agent went on through were its start
-        self._dismissed = None
         self._speech_end = end_sample
         return [*self._interrupt_reply(), StartSpeech(self.turn_id, self._speech_start)]
 
     def _resume_reply(self) -> list[Action]:
         self.state = UserState.LISTENING
-        self._dismissed = (self._onset_start, self._speech_end)
         return [ResumeReply(self.reply_turn)] if self.reply_turn is not None else []
 
     def _transcript(self, ready: TranscriptReady) -> list[Action]:
