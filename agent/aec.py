@@ -150,7 +150,7 @@ class EchoCanceller:
         self.position += n
         self._watch(near, far)
         if not self.echo_detected:
-            idx = np.arange(self.position - n, self.position, FRAME) // FRAME % len(self._raw)
+            idx = self._ring_slots(n)
             self._excess[idx], self._raw[idx] = -np.inf, False
             return near
         return self._keep_near_end(near, out)
@@ -173,8 +173,7 @@ class EchoCanceller:
         if self.erl_db is None:
             self.erl_db = self._initial_erl(lag)
         echo_db = predicted + self.erl_db
-        first = (self.position - len(near)) // FRAME
-        idx = np.arange(first, first + frames) % len(self._excess)
+        idx = self._ring_slots(len(near))
         self._excess[idx] = np.where(near_db > ACTIVE_DBFS, near_db - echo_db, -np.inf)
         eaten = out_db < near_db - EATEN_DB
         louder = (near_db > echo_db + DOUBLE_TALK_DB) & eaten & (near_db > ACTIVE_DBFS)
@@ -218,6 +217,11 @@ class EchoCanceller:
         if not np.any(self._frames_in(self._raw, start, end)):
             return 0.0
         return float(10.0 ** (self.erl_db / 20.0))
+
+    def _ring_slots(self, n: int) -> npt.NDArray[np.int64]:
+        """The per-frame ring slots of the ``n`` input samples just processed."""
+        first = (self.position - n) // FRAME
+        return np.arange(first, first + n // FRAME) % len(self._excess)
 
     @staticmethod
     def _frames_in(ring: npt.NDArray[Any], start: int, end: int) -> npt.NDArray[Any]:

@@ -91,8 +91,7 @@ class EchoGate:
         self._position = 0  # the end of the latest window judged
         self._loud = 0  # windows in a row loud enough to pass on their own
         self._behind_aec = False  # restarted onto a canceller's output (not a client's own AEC)
-        self._restarted_at = 0  # ... at the latest restart
-        self._prior_until = 0  # ... up to which the estimate holds at the prior (after a restart)
+        self._restarted_at = -(1 << 40)  # ... at the latest restart (none yet)
 
     @property
     def threshold(self) -> float:
@@ -164,7 +163,6 @@ class EchoGate:
         self.trust_open = trust_open
         self._restarted_at = self._position
         self._behind_aec = trust_open  # the input is now what a canceller left: its bursts count
-        self._prior_until = self._position + int(self.policy.restart_hold_s * RATE)
 
     def _learn(self, ratio: float, seconds: float) -> None:
         self._returns.append(ratio)
@@ -172,7 +170,8 @@ class EchoGate:
         # what is left comes in rare bursts (AEC3 re-adapting), and the loudest of them counts.
         q = self.policy.residual_quantile if self._behind_aec else self.policy.echo_quantile
         measured = float(np.quantile(np.asarray(self._returns), q))
-        decayed = self.echo_return * 0.5 ** (seconds / self.policy.fall_half_life_s)
-        if self._position < self._prior_until:
+        if self._position < self._restarted_at + self.policy.restart_hold_s * RATE:
             decayed = self.echo_return  # just restarted: the estimate may rise, not fall yet
+        else:
+            decayed = self.echo_return * 0.5 ** (seconds / self.policy.fall_half_life_s)
         self.echo_return = max(measured, decayed)
