@@ -9,14 +9,27 @@ STAMP  := $(VENV)/.installed
 
 # torch==2.13.0 first in the same command: it is the CPU wheel from pip's local wheel folder; a bare
 # `torch` requirement would pull ~4 GB of CUDA packages. llama-cpp-python builds from source the
-# first time (~8 min on 2 cores); pip caches the wheel, so later installs take seconds.
+# first time (~8 min on 2 cores, see LLAMA below); later installs take seconds.
 # pipecat-ai ships the Smart Turn end-of-turn model (a file voxloop reads; it never imports pipecat):
 # --no-deps, since its dependencies are a whole framework voxloop does not use. It cannot be a
 # pyproject dependency for that reason (pip has no per-requirement --no-deps).
+# llama.cpp is built for this CPU (-march=native) but without its AMX kernels: on a CPU with AMX
+# (Sapphire Rapids and later) the AMX matrix multiply segfaults on the first prompt of more than one
+# token (llama-cpp-python 0.3.36; ggml-org/llama.cpp#20824), and AVX-512 is as fast for a 0.5B model.
+# The wheel is built once per CPU (its feature flags name the folder) and kept outside pip's cache,
+# which would hand a wheel built with other flags, or for another CPU, back unchanged.
+LLAMA       := llama-cpp-python==0.3.36
+LLAMA_FLAGS := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+CPU_ID      := $(shell grep -m1 '^flags' /proc/cpuinfo | md5sum | cut -c1-12)
+WHEELS      := $(HOME)/.cache/voxloop/wheels/noamx-$(CPU_ID)
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install torch==2.13.0 -e ".[dev,accurate]"
+	ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || \
+	  CFLAGS="$(LLAMA_FLAGS)" CXXFLAGS="$(LLAMA_FLAGS)" \
+	  $(BIN)/pip wheel --no-deps --no-cache-dir -w $(WHEELS) $(LLAMA)
+	$(BIN)/pip install --find-links $(WHEELS) torch==2.13.0 -e ".[dev,accurate]"
 	$(BIN)/pip install --no-deps pipecat-ai==1.14.0
 	touch $(STAMP)
 
