@@ -25,7 +25,14 @@ the input's loudness envelope (10 ms frames) follows the reference's at some del
 looks in a row; two independent voices reached 0.67-0.86, an echo 0.95-0.99). Until then, and again
 after ``FORGET_S`` of agent speech with clearly no echo in the input (< ``NO_ECHO``), the input
 passes unchanged (AEC3
-keeps learning underneath); the echo gate still stands in front of speech onsets either way.
+keeps learning underneath); the echo gate still stands in front of speech onsets, except where the
+canceller has found nothing of the agent's current run of speech in the input (``echo_absent``:
+``ABSENT_LOOKS`` looks in a row where the input stayed ``ABSENT_DB`` under the agent's voice for
+600 ms, before anyone talked over it): then what comes in is the user alone, and a gate that learned
+their loudness as the echo's would cut them into fragments (measured over WebRTC: "Wait." cut off
+the sentence, taken for a backchannel, the agent stopped 0.45 s later than otherwise). Absence holds
+until the agent falls silent for 1.5 s (its next reply is looked at afresh) or a look correlates
+like an echo (``DETECT``).
 
 AEC3's suppressor has a second failure: in double talk it can take the user's voice for echo and
 remove it, a whole sentence at a time (measured on live sessions: a user 6-10 dB louder than the
@@ -72,6 +79,10 @@ TAIL_FRAMES = 5  # an echo frame can come from the reference up to 50 ms before 
 HOLD_FRAMES = 30  # keep what AEC3 eats for 300 ms after the user's frames (it eats them in pieces)
 CONFIRM_FRAMES = 3  # ... once they have been louder than the echo for 30 ms in a row
 NEAR_END_DB = 3.0  # input this much louder than the predicted echo holds someone else too
+ABSENT_LOOKS = 3  # looks in a row with the input quiet while the agent talks: no echo in this run
+ABSENT_FRAMES = 60  # ... each over the last 600 ms (longer than an echo's delay), the agent talking
+ABSENT_DB = 35.0  # ... half of it at least, and the input this far under it (an echo: 6-30 dB)
+NEW_RUN_FRAMES = 150  # the agent silent this long (1.5 s): its next reply is looked at afresh
 
 
 class FarEnd:
@@ -125,6 +136,10 @@ class EchoCanceller:
         self.echo_lag_ms = 0  # ... at this delay
         self._hits = 0  # looks in a row that found it at (about) the same delay
         self._quiet_s = 0.0  # agent speech heard without an echo in the input, since the last echo
+        # The canceller looked at this run of agent speech and found clearly nothing of it in the
+        # input (a headset, a client that cancels its own echo): what comes in is the user alone.
+        self.echo_absent = False
+        self._absent_looks = 0
         self.erl_db: float | None = None  # the echo's level relative to the reference (learned)
         self._erl: deque[float] = deque(maxlen=300)  # ... measured on 10 ms frames of echo alone
         self._hold = 0
@@ -256,10 +271,26 @@ class EchoCanceller:
         self._frames += frames
         if before // 10 == self._frames // 10:  # look every 100 ms
             return
+        if not np.any(self._far_env[-NEW_RUN_FRAMES:] > ACTIVE_DBFS):
+            self.echo_absent, self._absent_looks = False, 0  # the next reply may be heard otherwise
         talking = int(np.sum(self._far_env[-WINDOW_FRAMES:] > ACTIVE_DBFS))
         if talking < WINDOW_FRAMES // 4 or not np.any(self._far_env[-10:] > ACTIVE_DBFS):
             return  # the agent said too little lately to tell
         score, lag = _best_correlation(self._near_env, self._far_env)
+        # Absent until the agent's next silence, or a look that could be an echo: once the user
+        # talks over the agent the input is loud, which says nothing new about an echo.
+        if score >= DETECT or self.echo_detected:
+            self.echo_absent, self._absent_looks = False, 0
+        elif not self.echo_absent:
+            far = self._far_env[-ABSENT_FRAMES:]
+            active = far > ACTIVE_DBFS
+            quiet = bool(
+                active.sum() >= ABSENT_FRAMES // 2
+                and np.quantile(self._near_env[-ABSENT_FRAMES:], 0.9)
+                < float(np.median(far[active])) - ABSENT_DB
+            )
+            self._absent_looks = self._absent_looks + 1 if quiet else 0
+            self.echo_absent = self._absent_looks >= ABSENT_LOOKS
         # An echo keeps its delay; two voices that only happen to match do not, look after look.
         same_delay = abs(lag * 10 - self.echo_lag_ms) <= 20
         self._hits = self._hits + 1 if score >= DETECT and same_delay else int(score >= DETECT)

@@ -127,14 +127,20 @@ class EchoGate:
         speech: bool = False,
         near_end: bool = False,
         raw_return: float = 0.0,
+        echo_absent: bool = False,
     ) -> bool:
         """May this input window start speech? False when it is no louder than echo could be.
         Call it for every window while the agent may be echoing: each call also learns, except,
         once ``trust_open`` is set, from a window it lets through that the VAD calls ``speech`` and
         from one the canceller says holds more than echo (``near_end``) or passed uncancelled
         (``raw_return``: then the echo in it is that loud, relative to the reference, whatever
-        is left of it elsewhere; 0 where the window was cancelled)."""
+        is left of it elsewhere; 0 where the window was cancelled). Where the canceller found no
+        echo in this run of agent speech (``echo_absent``) every window passes and none is
+        learned: it is the user (or silence), not the echo."""
         self._position = end
+        if echo_absent:
+            self._loud = 0
+            return True
         reference = self.reference_peak(start, end)
         if reference <= 0.0:
             return True

@@ -112,11 +112,14 @@ class Hearing:
             start = frame.end_sample - frame.samples
             window = self.buffer.slice(start, frame.end_sample)
             speech = frame.probability >= self._settings.vad.threshold
-            near_end, raw_return = False, 0.0
+            near_end, raw_return, absent = False, 0.0, False
             if self.aec is not None:
                 near_end = self.aec.near_end(start, frame.end_sample)
                 raw_return = self.aec.raw_echo_return(start, frame.end_sample)
-            allowed = self.echo.allows(window, start, frame.end_sample, speech, near_end, raw_return)
+                absent = self.aec.echo_absent
+            allowed = self.echo.allows(
+                window, start, frame.end_sample, speech, near_end, raw_return, echo_absent=absent
+            )
             gated.append(dataclasses.replace(frame, gate=frame.gate and allowed))
         return gated
 

@@ -192,3 +192,45 @@ def test_a_user_louder_than_the_predicted_echo_is_kept_even_where_aec3_removed_t
     assert by_20ms[0][alone].mean() < 0.3 and by_20ms[0][talk].mean() > 0.5
     assert not by_20ms[1][alone].any() and (by_20ms[1][talk] > 0).mean() > 0.9
     assert by_20ms[1].max() == pytest.approx(10 ** (aec.erl_db / 20), rel=0.05)  # as learned then
+
+
+def _absence(near: npt.NDArray[np.int16], far: npt.NDArray[np.int16]) -> list[bool]:
+    """``echo_absent`` after each 20 ms chunk, fed like a session."""
+    aec = EchoCanceller()
+    seen = []
+    for i in range(0, len(near), 320):
+        aec.reference(far[i : i + 320], aec.position)
+        aec.process(near[i : i + 320])
+        seen.append(aec.echo_absent)
+    return seen
+
+
+def test_a_headset_is_known_to_hold_no_echo_within_a_second_and_until_the_agent_falls_silent() -> None:
+    """Nothing of the agent comes back: within a second of its speech the canceller says so, it
+    stays so while the user talks over the agent, and the next reply is looked at afresh."""
+    for seed in (1, 2, 3):
+        far = np.zeros(10 * RATE)
+        far[RATE : 5 * RATE] = talker(4.0, seed=seed, pitch_hz=120) * 0.5
+        far[7 * RATE : 9 * RATE] = talker(2.0, seed=seed + 5, pitch_hz=120) * 0.5
+        near = np.zeros(len(far))
+        near[int(2.5 * RATE) : 4 * RATE] = talker(1.5, seed=seed + 10, pitch_hz=210) * 0.2  # over it
+        seen = _absence(i16(near + 1e-4 * np.random.default_rng(seed).standard_normal(len(far))), i16(far))
+        at = [i * 320 / RATE for i, a in enumerate(seen) if a]
+        assert at and 1.0 < at[0] <= 2.0, at[:1]
+        assert all(seen[int(at[0] * RATE) // 320 : 5 * RATE // 320])  # the user did not end it
+        assert not any(seen[int(6.6 * RATE) // 320 : int(7.5 * RATE) // 320])  # a new reply: unknown
+
+
+@pytest.mark.parametrize("gain_db", [-6.0, -20.0, -30.0])
+@pytest.mark.parametrize("delay_s", [0.05, 0.15])
+def test_an_echo_is_never_taken_for_none_even_right_after_the_user_spoke(
+    gain_db: float, delay_s: float
+) -> None:
+    """The user's question, then the agent's reply echoed: the input is never judged echo-free
+    (which would let the echo through the gate)."""
+    for seed in (1, 2, 3):
+        far = np.zeros(8 * RATE)
+        far[int(2.2 * RATE) : 7 * RATE] = talker(4.8, seed=seed, pitch_hz=120) * 0.5
+        user = np.zeros(len(far))
+        user[int(0.2 * RATE) : 2 * RATE] = talker(1.8, seed=seed + 10, pitch_hz=210) * 0.3
+        assert not any(_absence(i16(user + room(far, delay_s, gain_db)), i16(far)))

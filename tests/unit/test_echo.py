@@ -189,3 +189,23 @@ def test_input_that_passed_uncancelled_is_held_to_the_raw_echo_level() -> None:
     assert not gate.allows(echo_raw, at, at + WINDOW, raw_return=0.5)  # ... uncancelled, it is
     user = np.full(WINDOW, int(0.45 * 32767), np.int16)  # the user over it: r = 0.9
     assert gate.allows(user, at, at + WINDOW, raw_return=0.5)
+
+
+def test_where_the_canceller_found_no_echo_every_window_passes_and_none_is_learned() -> None:
+    """No echo in this run of agent speech (a headset): a user quieter than the agent's reference
+    passes for the whole sentence, and what they said is not taken for the echo's level."""
+    agent = voice(4.0, 0.8, seed=1)
+    user = voice(1.5, 0.15, seed=2)  # -15 dB under the agent: the gate alone would refuse it
+    gate = EchoGate()
+    for i in range(0, len(agent), 320):
+        gate.reference(float(np.abs(agent[i : i + 320].astype(np.int32)).max()) / 32768.0, i, 320)
+    before = gate.echo_return
+    allowed = [
+        gate.allows(user[e - WINDOW : e], e - WINDOW, e, True, echo_absent=True)
+        for e in range(WINDOW, len(user) + 1, WINDOW)
+    ]
+    assert all(allowed) and gate.echo_return == before and gate.blocked == 0
+    alone = [
+        gate.allows(user[e - WINDOW : e], e - WINDOW, e, True) for e in range(WINDOW, len(user) + 1, WINDOW)
+    ]
+    assert not all(alone)  # without that word from the canceller, the gate refuses them
