@@ -18,7 +18,9 @@ STAMP  := $(VENV)/.installed
 # token (llama-cpp-python 0.3.36; ggml-org/llama.cpp#20824), and AVX-512 is as fast for a 0.5B model.
 # The wheel is built once per CPU (its feature flags name the folder) and kept outside pip's cache,
 # which would hand a wheel built with other flags, or for another CPU, back unchanged.
-LLAMA       := llama-cpp-python==0.3.36
+# LLAMA_VER: as pinned in pyproject.toml
+LLAMA_VER   := 0.3.36
+LLAMA       := llama-cpp-python==$(LLAMA_VER)
 LLAMA_FLAGS := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 CPU_ID      := $(shell grep -m1 '^flags' /proc/cpuinfo | md5sum | cut -c1-12)
 WHEELS      := $(HOME)/.cache/voxloop/wheels/noamx-$(CPU_ID)
@@ -26,7 +28,7 @@ WHEELS      := $(HOME)/.cache/voxloop/wheels/noamx-$(CPU_ID)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || \
+	ls $(WHEELS)/llama_cpp_python-$(LLAMA_VER)-*.whl >/dev/null 2>&1 || \
 	  CFLAGS="$(LLAMA_FLAGS)" CXXFLAGS="$(LLAMA_FLAGS)" \
 	  $(BIN)/pip wheel --no-deps --no-cache-dir -w $(WHEELS) $(LLAMA)
 	$(BIN)/pip install --find-links $(WHEELS) torch==2.13.0 -e ".[dev,accurate]"
