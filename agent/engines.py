@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -396,9 +397,7 @@ def load(settings: Settings, progress: models.ProgressFactory | None = None, *, 
     eot: EotModel | None = None
     if settings.eot.backend != "off":
         eot = timed("eot", lambda: load_backend("eot", settings.eot.backend, settings, progress))
-    if warm:
-        timed("warmup", lambda: _warm(vad, asr, llm, tts, eot, settings))
-    return Engines(
+    engines = Engines(
         VadEngine(vad),
         AsrEngine(asr, max_batch=settings.asr.max_batch, batch_window_s=settings.asr.batch_window_s),
         LlmEngine(llm),
@@ -406,15 +405,39 @@ def load(settings: Settings, progress: models.ProgressFactory | None = None, *, 
         load_s,
         None if eot is None else EotEngine(eot, nice=settings.eot.nice),
     )
+    if warm:
+        timed("warmup", lambda: warm_up(engines, settings))
+    return engines
 
 
-def _warm(vad: VadModel, asr: Asr, llm: Llm, tts: Tts, eot: EotModel | None, settings: Settings) -> None:
-    vad.stream().process(np.zeros(1024, np.int16))
-    if eot is not None:
-        eot.score_batch([EotRequest(np.zeros(16000, np.float32))])
-    asr.transcribe_batch([AsrRequest(np.zeros(16000, np.float32), AsrPurpose.FINAL)])
-    tts.synthesize("Hello.")
+def warm_up(engines: Engines, settings: Settings) -> None:
+    """Run each model once, in its own worker thread (through its queue, like any request), so the
+    first turn is not the slow one. Never in the loading thread: OpenMP keeps a thread pool per
+    calling thread, and llama.cpp warmed in the main thread left a second pool there; libgomp then
+    saw more of its threads than CPUs and throttled its spin-waits, and every later decode in the
+    LLM's own thread ran at a third of its speed (8-10 tokens/s against 25-30 on 2 cores)."""
+    _served(engines.vad.queue, (engines.vad.stream(), np.zeros(1024, np.int16)))
+    if engines.eot is not None:
+        _served(engines.eot.queue, EotRequest(np.zeros(16000, np.float32)))
+    _served(engines.asr.queue, AsrRequest(np.zeros(16000, np.float32), AsrPurpose.FINAL))
+    _served(engines.tts.queue, TtsRequest("Hello."))
     # Evaluates the system prompt once: its KV state is then reused by every first turn.
     messages = (ChatMessage("system", settings.llm.system_prompt), ChatMessage("user", "Hi."))
-    for _ in llm.stream(LlmRequest(messages, GenerationOptions(max_tokens=1)), lambda: False):
-        pass
+    _served(engines.llm.queue, Generate(LlmRequest(messages, GenerationOptions(max_tokens=1))))
+
+
+def _served(queue: RoleQueue[R], request: R) -> None:
+    """Serve ``request`` on ``queue``'s worker thread and wait for it (a blocking call, for start-up;
+    never from the event loop). A failure is raised here."""
+    done = threading.Event()
+    failed: list[BaseException] = []
+
+    def finish(error: BaseException | None) -> None:
+        if error is not None:
+            failed.append(error)
+        done.set()
+
+    queue.put(Job(request, 0, lambda _: None, finish))
+    done.wait()
+    if failed:
+        raise failed[0]

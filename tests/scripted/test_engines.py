@@ -371,3 +371,42 @@ async def test_a_reply_whose_listener_is_about_to_run_out_of_speech_does_not_par
         assert llm.made.index(("B", 0)) == 20  # all of A first
     finally:
         engine.queue.close()
+
+
+def test_every_model_is_warmed_in_its_own_worker_thread_not_the_loading_one() -> None:
+    """OpenMP keeps a thread pool per calling thread: a model first run in the main thread and then
+    served from its worker leaves two pools, and libgomp's throttled spin-waits then cut llama.cpp's
+    decode speed to a third on 2 cores. Warm-up goes through each role's queue."""
+    from agent.config import Settings
+    from agent.engines import warm_up
+    from tests.scripted.fakes import FakeEot, fake_engines
+
+    engines = fake_engines(FakeEot())
+    seen: dict[str, list[str]] = {}
+
+    def record(role: str, fn: Callable[..., object]) -> Callable[..., object]:
+        def wrapped(*args: object, **kwargs: object) -> object:
+            seen.setdefault(role, []).append(threading.current_thread().name)
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    try:
+        vad_stream = engines.vad.model.stream
+        engines.vad.model.stream = lambda: _recording_stream(vad_stream(), record)  # type: ignore[method-assign]
+        engines.asr.model.transcribe_batch = record("asr", engines.asr.model.transcribe_batch)  # type: ignore[method-assign]
+        engines.llm.model.stream = record("llm", engines.llm.model.stream)  # type: ignore[method-assign]
+        engines.tts.model.stream = record("tts", engines.tts.model.stream)  # type: ignore[method-assign]
+        assert engines.eot is not None
+        engines.eot.model.score_batch = record("eot", engines.eot.model.score_batch)  # type: ignore[method-assign]
+        warm_up(engines, Settings())
+    finally:
+        engines.close()
+    assert seen == {role: [f"voxloop-{role}"] for role in ("vad", "asr", "llm", "tts", "eot")}
+
+
+def _recording_stream(
+    stream: object, record: Callable[[str, Callable[..., object]], Callable[..., object]]
+) -> object:
+    stream.process = record("vad", stream.process)  # type: ignore[attr-defined]
+    return stream
