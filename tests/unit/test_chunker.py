@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.chunker import ClauseChunker, ReplyGuard, ReplyLimits, speakable
+from agent.chunker import ChunkPolicy, ClauseChunker, ReplyGuard, ReplyLimits, speakable
 from agent.heard import SpokenClause, heard_text
 
 
@@ -34,6 +34,40 @@ def stream(text: str, chunker: ClauseChunker | None = None) -> list[str]:
 )
 def test_clauses(text: str, clauses: list[str]) -> None:
     assert stream(text) == clauses
+
+
+@pytest.mark.parametrize(
+    ("text", "clauses"),
+    [
+        # a subject of four words or more, then its verb: the first clause ends before the verb
+        ("The capital of France is Paris.", ["The capital of France", "is Paris."]),
+        (
+            "The tallest mountain in the world is Mount Everest.",
+            ["The tallest mountain in the world", "is Mount Everest."],
+        ),
+        ("There are seven days in a week.", ["There are seven days", "in a week."]),
+        # too short a phrase before the verb; "and" joins two words into one phrase
+        ("A spider has eight legs.", ["A spider has eight legs."]),
+        ("Mix blue paint and yellow paint.", ["Mix blue paint and yellow paint."]),
+        # punctuation came first: the usual comma and sentence rules decide
+        ("Yes, the sun is a star in the sky.", ["Yes, the sun is a star in the sky."]),
+        # only the first clause: later ones keep their length for prosody
+        ("Hi there. The capital of France is Paris.", ["Hi there.", "The capital of France is Paris."]),
+    ],
+)
+def test_a_first_clause_ends_at_a_phrase_break(text: str, clauses: list[str]) -> None:
+    assert stream(text) == clauses
+
+
+def test_a_phrase_break_waits_for_the_whole_word_and_can_be_switched_off() -> None:
+    c = ClauseChunker()
+    assert c.push("The capital of France is") == []  # "is" may be the start of "island"
+    assert c.push("land") == []
+    assert c.push(" nice") == []  # "island" starts no phrase
+    assert ClauseChunker(ChunkPolicy(first_phrase_words=0)).push("The capital of France is Paris ") == []
+    assert stream("The capital of France is Paris.", ClauseChunker(ChunkPolicy(first_phrase_words=0))) == [
+        "The capital of France is Paris."
+    ]
 
 
 def test_first_clause_is_released_before_the_reply_ends() -> None:
