@@ -71,9 +71,11 @@ async def test_a_call_is_heard_answered_in_mu_law_and_marks_come_back(server: Se
 async def test_a_caller_cutting_in_gets_clear_and_memory_keeps_what_was_played(server: Server) -> None:
     async with PhoneCall(_media_url(server), parameters={"greeting": LONG_LINE}) as call:
         await call.silence_until(lambda: call.first_audible(0.0) is not None, 30)
+        # Synthesised before the clock starts: the test's own TTS blocks its event loop.
+        cut_in = utterance("Wait, what is the capital of Italy?", 8000)
         await call.say(np.zeros(16000, np.int16))  # two seconds into the greeting
         talk_at = time.monotonic()
-        await call.say(utterance("Wait, what is the capital of Italy?", 8000))
+        await call.say(cut_in)
         await call.silence_until(lambda: bool(call.messages("clear")), 20)
         await call.silence_until(lambda: bool(_log(server, call, "agent (interrupted")), 10)
     (clear_at, clear), *_ = call.messages("clear")
