@@ -81,6 +81,9 @@ class TurnPolicy:
         {"uh-huh", "uh huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "yeah", "yes", "yep", "right", "okay",
          "ok", "sure", "i see", "got it", "uh", "um", "ah", "oh", "wow", "cool", "nice", "alright", "true"}
     )  # fmt: skip
+    interrupt_words: frozenset[str] = frozenset(
+        {"wait", "stop", "hold on", "hang on", "sorry", "excuse me", "pardon", "actually", "listen", "hey"}
+    )  # fmt: skip
 
 
 def with_profile(policy: TurnPolicy, profile: str) -> TurnPolicy:
@@ -272,6 +275,11 @@ class TurnSettings:
         "uh-huh,uh huh,mm-hmm,mm hmm,mhm,mm,hmm,yeah,yes,yep,right,okay,ok,sure,i see,got it,uh,um,ah,oh,"
         "wow,cool,nice,alright,true",
         "comma-separated words and phrases that, said over the agent, do not interrupt it",
+    )
+    interrupt_words: str = _f(
+        "wait,stop,hold on,hang on,sorry,excuse me,pardon,actually,listen,hey",
+        "comma-separated words and phrases that, heard over the agent, interrupt it even when the ASR "
+        "is unsure of them (a short 'Wait.' on a phone line scores like a wordless 'mm-hmm')",
     )
     echo_gate: bool = _f(
         True, "gate speech onset by the agent's own recent audio, learning its echo (agent/echo.py)"

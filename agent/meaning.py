@@ -93,14 +93,18 @@ def classify_overlap(
     backchannel list or *wordless*: "mm-hmm", "uh-huh", a laugh, which Whisper hears as "Mama",
     "Aha", "homeless" with low confidence, ``avg_logprob`` under ``wordless_logprob``; or a short hum
     with the mouth closed, ``tilt_db`` under ``hum_tilt_db``: "mm-hmm", "hmm", whatever the ASR made
-    of it), or "interruption" (anything else)."""
+    of it), or "interruption" (anything else, and any overlap with a word from ``interrupt_words``
+    that is not a hum, however unsure the ASR was of it)."""
     words = re.findall(r"[a-z']+(?:-[a-z']+)*", text.lower())
     if not words:
         return "noise"
     short = duration_s <= policy.max_backchannel_s
-    if short and avg_logprob is not None and avg_logprob < policy.wordless_logprob:
-        return "backchannel"
     if duration_s <= policy.max_hum_s and tilt_db is not None and tilt_db < policy.hum_tilt_db:
+        return "backchannel"
+    padded = f" {' '.join(words)} "
+    if any(f" {w} " in padded for w in policy.interrupt_words):
+        return "interruption"  # "Wait." heard unsure: missing a stop costs more than a misheard hum
+    if short and avg_logprob is not None and avg_logprob < policy.wordless_logprob:
         return "backchannel"
     own = set(re.findall(r"[a-z']+(?:-[a-z']+)*", agent_text.lower()))
     if own and len(words) >= 2 and sum(w in own for w in words) >= 0.7 * len(words):

@@ -165,6 +165,11 @@ class _Live:
     task: asyncio.Task[None]
 
 
+def _phrases(listed: str) -> frozenset[str]:
+    """A comma-separated setting of words and phrases, lower-cased."""
+    return frozenset(w.strip().lower() for w in listed.split(",") if w.strip())
+
+
 class Session:
     """A conversation. Feed it with ``push``; run ``run()`` as a task; cancel that task to end it."""
 
@@ -197,9 +202,8 @@ class Session:
             barge_in_confirm_s=settings.turn.barge_in_confirm_s,
             false_interruption_timeout_s=settings.turn.false_interruption_timeout_s,
             wordless_logprob=settings.turn.wordless_logprob,
-            backchannels=frozenset(
-                w.strip().lower() for w in settings.turn.backchannels.split(",") if w.strip()
-            ),
+            backchannels=_phrases(settings.turn.backchannels),
+            interrupt_words=_phrases(settings.turn.interrupt_words),
         )
         self.profile = settings.turn.profile
         self.turns = TurnTaking(with_profile(self._base_policy, self.profile))

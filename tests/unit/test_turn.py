@@ -538,6 +538,11 @@ def test_the_agents_own_words_heard_back_are_echo(heard: str, verdict: str) -> N
         ("No.", 0.41, -0.42, "interruption"),
         ("Stop.", 0.50, -0.51, "interruption"),
         ("Wait.", 0.48, -0.71, "interruption"),
+        # a stop word heard unsure is still a stop: "Wait." cut off by a comma pause on a phone line
+        ("Wait.", 0.29, -0.95, "interruption"),
+        ("Hold on.", 0.40, -1.20, "interruption"),
+        ("Sorry, uh", 0.60, -1.40, "interruption"),
+        ("Holden.", 0.40, -1.20, "backchannel"),  # a listed phrase counts only as its own words
         ("Mama.", 0.46, None, "interruption"),  # confidence unknown: the words decide
         ("Mama mia, stop that now", 1.6, -1.3, "interruption"),  # too long for a backchannel
     ],
