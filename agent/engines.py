@@ -26,7 +26,7 @@ import numpy as np
 
 from agent import models
 from agent.asr.base import Asr, AsrPurpose, AsrRequest, Transcript
-from agent.chunker import ClauseChunker
+from agent.chunker import ChunkPolicy, ClauseChunker
 from agent.config import Settings
 from agent.eot.base import EotModel, EotRequest, EotScore
 from agent.errors import ConfigError
@@ -273,7 +273,10 @@ class LlmEngine:
         """Generate until the reply ends or, at a clause boundary, another job should go first."""
         run: _Generation | None = job.parked
         if run is None:
-            run = _Generation(iter(self.model.stream(reply.request, job.cancelled)), ClauseChunker())
+            # Slices end at clause punctuation only: a reply parked after a phrase break (the session's
+            # chunker may cut there) would leave its listener in silence mid-sentence.
+            chunks = ClauseChunker(ChunkPolicy(first_phrase_words=0))
+            run = _Generation(iter(self.model.stream(reply.request, job.cancelled)), chunks)
         else:
             self.model.resume(run.paused)
             run.paused, job.parked = None, None

@@ -52,7 +52,18 @@ from agent.tts.base import TtsOptions, TtsRequest, WordTiming, pause_after, shif
 
 log = logging.getLogger(__name__)
 
+# A first clause may end at a phrase break (agent/chunker.py) only while the model writes at least this
+# fast: the rest of the sentence (~5-8 tokens) must be written and synthesized before the phrase has
+# been said (~1.2-2 s). Four sessions sharing two cores get 4-8 tokens/s each, and there a phrase break
+# left 0.1-1.9 s of silence inside the sentence in 12-20 turns of 40 (docs/benchmarks.md).
+PHRASE_BREAK_MIN_TOKENS_PER_S = 10.0
 SECONDS_PER_WORD = 0.4  # speech not synthesized yet, estimated (hibari speaks ~2.5-3 words a second)
+
+
+def writes_fast_enough(deltas: int, elapsed_s: float) -> bool:
+    """Whether a model that wrote ``deltas`` tokens in ``elapsed_s`` since its first one writes fast
+    enough for a phrase break (``PHRASE_BREAK_MIN_TOKENS_PER_S``)."""
+    return elapsed_s <= 0.0 or (deltas - 1) / elapsed_s >= PHRASE_BREAK_MIN_TOKENS_PER_S
 
 
 @dataclass
@@ -255,6 +266,7 @@ class Reply:
         started = time.perf_counter()
         chunker = ClauseChunker()
         guard = ReplyGuard(ReplyLimits(llm.max_reply_sentences, llm.max_reply_words))
+        deltas, first_at = 0, 0.0
 
         def admit(found: list[str]) -> None:
             for clause in found:
@@ -270,7 +282,9 @@ class Reply:
                             case TextDelta(text=delta):
                                 self.timeline.mark("llm_first_token")
                                 self.emit(ResponseTextDelta(self.turn_id, delta))
-                                admit(chunker.push(delta))
+                                now = time.perf_counter()
+                                deltas, first_at = deltas + 1, first_at or now
+                                admit(chunker.push(delta, writes_fast_enough(deltas, now - first_at)))
                         if guard.stopped is not None:  # a loop, or enough said: the model stops now
                             log.info("%s: reply ended early (%s)", self.ctx.session_id, guard.stopped)
                             break

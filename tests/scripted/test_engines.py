@@ -410,3 +410,39 @@ def _recording_stream(
 ) -> object:
     stream.process = record("vad", stream.process)  # type: ignore[attr-defined]
     return stream
+
+
+class SentenceLlm(ClauseLlm):
+    """Replies with one sentence that has a phrase break before its first comma, a word a token."""
+
+    WORDS = "The tallest mountain in the world is Mount Everest, and it stands in Nepal."
+
+    def stream(self, request: LlmRequest, cancelled: Callable[[], bool]) -> Iterator[LlmOutput]:
+        tag = request.messages[-1].content
+        self.current = tag
+        for i, word in enumerate(self.WORDS.split()):
+            if cancelled():
+                return
+            threading.Event().wait(self.token_s)
+            self.made.append((tag, i))
+            yield TextDelta(("" if i == 0 else " ") + word)
+
+
+async def test_a_reply_parks_at_clause_punctuation_never_at_a_phrase_break() -> None:
+    """The session's chunker may end a first clause at a phrase break ("The tallest mountain in the
+    world | is ..."); a slice must not, or the listener waits mid-sentence for the rest."""
+    llm = SentenceLlm()
+    engine = LlmEngine(llm)
+    try:
+        a: list[str] = []
+        first = asyncio.create_task(_collect(engine, "A", a))
+        await _until(lambda: bool(a))
+        await _collect(engine, "B", [])
+        await first
+        b_starts = llm.made.index(("B", 0))
+        # A ran on past "world | is" to its comma ("Everest," is word 8) and the token after it,
+        # where the comma is known to end a clause.
+        assert llm.made[:b_starts] == [("A", i) for i in range(10)]
+        assert engine.queue.parks >= 1
+    finally:
+        engine.queue.close()

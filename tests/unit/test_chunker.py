@@ -4,6 +4,7 @@ import pytest
 
 from agent.chunker import ChunkPolicy, ClauseChunker, ReplyGuard, ReplyLimits, speakable
 from agent.heard import SpokenClause, heard_text
+from agent.reply import writes_fast_enough
 
 
 def stream(text: str, chunker: ClauseChunker | None = None) -> list[str]:
@@ -68,6 +69,23 @@ def test_a_phrase_break_waits_for_the_whole_word_and_can_be_switched_off() -> No
     assert stream("The capital of France is Paris.", ClauseChunker(ChunkPolicy(first_phrase_words=0))) == [
         "The capital of France is Paris."
     ]
+
+
+def test_a_slow_model_gets_no_phrase_break_until_it_is_fast_again() -> None:
+    c = ClauseChunker()
+    assert c.push("The capital of France is ", phrase_break=False) == []  # the rest would be late
+    assert c.push("big. ", phrase_break=False) == ["The capital of France is big."]
+    c = ClauseChunker()
+    assert c.push("The capital of France is ", phrase_break=False) == []
+    assert c.push("big", phrase_break=True) == ["The capital of France"]  # writing fast again
+
+
+@pytest.mark.parametrize(
+    ("deltas", "elapsed_s", "fast"),
+    [(1, 0.0, True), (6, 0.25, True), (6, 0.5, True), (6, 0.6, False), (9, 1.6, False)],
+)
+def test_a_phrase_break_needs_ten_tokens_a_second(deltas: int, elapsed_s: float, fast: bool) -> None:
+    assert writes_fast_enough(deltas, elapsed_s) is fast
 
 
 def test_first_clause_is_released_before_the_reply_ends() -> None:
