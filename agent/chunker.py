@@ -88,15 +88,13 @@ class ClauseChunker:
         self.policy = policy or ChunkPolicy()
         self._buf = ""
         self._emitted = 0
-        self._phrase_ok = True
 
     def push(self, delta: str, phrase_break: bool = True) -> list[str]:
         """Add LLM text; return the clauses now complete (possibly none). ``phrase_break=False``:
         the first clause does not end at a phrase break now (the caller knows the rest would be late)."""
         self._buf += delta
-        self._phrase_ok = phrase_break
         out: list[str] = []
-        while (clause := self._next_clause()) is not None:
+        while (clause := self._next_clause(phrase_break)) is not None:
             out.append(clause)
         return out
 
@@ -112,7 +110,7 @@ class ClauseChunker:
     def _min_clause_words(self) -> int:
         return self.policy.first_clause_words if self._emitted == 0 else self.policy.clause_words
 
-    def _next_clause(self) -> str | None:
+    def _next_clause(self, phrase_break: bool) -> str | None:
         buf = self._buf
         cut = None
         for m in _SENTENCE_END.finditer(buf):
@@ -127,7 +125,7 @@ class ClauseChunker:
             if _word_count(buf[: m.end()]) >= self._min_clause_words():
                 cut = m.end()
                 break
-        if cut is None and self._emitted == 0 and self._phrase_ok and self.policy.first_phrase_words > 0:
+        if cut is None and self._emitted == 0 and phrase_break and self.policy.first_phrase_words > 0:
             cut = _phrase_break(buf, self.policy.first_phrase_words)
         limit = self.policy.first_max_words if self._emitted == 0 else self.policy.max_words
         if cut is None and _word_count(buf) > limit:
@@ -136,7 +134,7 @@ class ClauseChunker:
             return None
         clause, self._buf = speakable(buf[:cut]), buf[cut:]
         if not any(c.isalnum() for c in clause):
-            return self._next_clause() if self._buf.strip() else None
+            return self._next_clause(phrase_break) if self._buf.strip() else None
         self._emitted += 1
         return clause
 
