@@ -70,6 +70,12 @@ class TurnPolicy:
     eot_threshold: float = 0.5  # the end-of-turn model's P(complete) that counts as "complete"
     resume_min_speech_s: float = 0.064  # speech after the endpoint, the reply not heard yet: turn goes on
     max_utterance_s: float = 30.0
+    # Speech that starts this soon after an onset too short to count (forgotten as noise) began with
+    # it: an echo canceller or the echo gate can cut a user talking over the agent into pieces ("Wait,"
+    # / "what is the" / "capital of Italy"), and what is transcribed must start at the first.
+    onset_join_s: float = 0.6
+    onset_join_min_s: float = 0.09  # ... if it held this much speech (a lone window is a click, an
+    # echo), or was itself joined to one
     barge_in_min_speech_s: float = 0.1  # speech over the agent this long pauses it
     barge_in_confirm_s: float = 0.7  # ... this long is an interruption whatever was said
     false_interruption_timeout_s: float = 1.0  # no words this long after the overlap: the agent resumes

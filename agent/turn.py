@@ -13,7 +13,7 @@ checked against the table itself (``render_table``)::
     LISTENING     any      silence         LISTENING                -
     ONSET         IDLE     speech          ONSET|SPEAKING           StartSpeech once >= min_speech
     ONSET         SPEAKING speech          ONSET|OVERLAP            PauseReply once >= barge_in_min
-    ONSET         any      silence         LISTENING                - (noise: forgotten)
+    ONSET         any      silence         LISTENING                - (noise: kept only to join)
     SPEAKING      any      speech          SPEAKING|DRAINING        EndOfTurn(max_length) at max_utterance
     SPEAKING      any      silence         PAUSED                   SilenceOnset (the final ASR pass starts)
     PAUSED        any      speech          SPEAKING                 SpeechResumed (speculative work is void)
@@ -100,7 +100,12 @@ checked against the table itself (``render_table``)::
     OVERLAP_ENDED any      ReplyAudible    OVERLAP_ENDED            - (not held)
 
 A VAD frame is speech above ``threshold`` (and the webrtcvad gate) to start, above ``release_threshold``
-to go on. While the agent speaks, speech over it pauses the agent at once; ``classify_overlap`` decides
+to go on. An onset that goes silent before it counts is forgotten, except where it began: speech that
+starts within ``onset_join_s`` after one that held ``onset_join_min_s`` (or was itself joined) starts
+where that one did. Over the agent's echo, the canceller and the gate cut a user into pieces ("Wait,"
+... "what is the" ... "capital of Italy"): what is transcribed, the overlap and the turn, begins at
+the first piece. Only the start moves: pausing the agent and confirming an interruption still count
+the newest piece's own speech. While the agent speaks, speech over it pauses the agent at once; ``classify_overlap`` decides
 from what was said whether it was an interruption, a backchannel, echo or noise.
 
 The endpoint is decided by two opinions of the pause (``endpoint_s``), each an input: the transcript's
@@ -229,7 +234,7 @@ ROWS: tuple[Row, ...] = (
     Row(_U.LISTENING, _ANY, _C.SILENCE, "LISTENING", "-", "_nothing"),
     Row(_U.ONSET, _IDLE, _C.SPEECH, "ONSET|SPEAKING", "StartSpeech once >= min_speech", "_onset_more"),
     Row(_U.ONSET, _SPEAKING, _C.SPEECH, "ONSET|OVERLAP", "PauseReply once >= barge_in_min", "_onset_more"),
-    Row(_U.ONSET, _ANY, _C.SILENCE, "LISTENING", "- (noise: forgotten)", "_noise"),
+    Row(_U.ONSET, _ANY, _C.SILENCE, "LISTENING", "- (noise: kept only to join)", "_noise"),
     Row(
         _U.SPEAKING,
         _ANY,
@@ -383,8 +388,10 @@ class TurnTaking:
         self.state = UserState.LISTENING
         self.turn_id = 0
         self.reply_turn: int | None = None  # the turn whose reply is in progress
-        self._onset_start = 0
+        self._onset_start = 0  # where the speech that is starting began (joined fragments: the first's)
+        self._onset_own_start = 0  # ... this fragment's own start
         self._onset_samples = 0
+        self._fragment = (0, -(1 << 40))  # the latest onset forgotten as noise: (start, end)
         self._speech_start = 0
         self._speech_end = 0
         self._silence_samples = 0
@@ -447,16 +454,24 @@ class TurnTaking:
 
     def _onset(self, frame: VadFrame) -> list[Action]:
         self.state = UserState.ONSET
-        self._onset_start = frame.end_sample - frame.samples
+        self._onset_own_start = frame.end_sample - frame.samples
+        self._onset_start = self._onset_own_start
+        if self._onset_own_start - self._fragment[1] <= self.policy.onset_join_s * VAD_RATE:
+            self._onset_start = self._fragment[0]  # the speech began with the forgotten fragment
         self._onset_samples = frame.samples
+        self._speech_end = frame.end_sample
         return self._maybe_start(frame)
 
     def _onset_more(self, frame: VadFrame) -> list[Action]:
         self._onset_samples += frame.samples
+        self._speech_end = frame.end_sample
         return self._maybe_start(frame)
 
     def _noise(self, _: VadFrame) -> list[Action]:
         self.state = UserState.LISTENING
+        joined = self._onset_start != self._onset_own_start
+        if joined or self._onset_samples >= self.policy.onset_join_min_s * VAD_RATE:
+            self._fragment = (self._onset_start, self._speech_end)
         return []
 
     def _speech_on(self, frame: VadFrame) -> list[Action]:
@@ -516,7 +531,7 @@ class TurnTaking:
 
     def _overlap_on(self, frame: VadFrame) -> list[Action]:
         self._speech_end = frame.end_sample
-        if frame.end_sample - self._onset_start >= self.policy.barge_in_confirm_s * VAD_RATE:
+        if frame.end_sample - self._onset_own_start >= self.policy.barge_in_confirm_s * VAD_RATE:
             return self._confirm_interruption(frame.end_sample)
         return []
 

@@ -14,7 +14,6 @@ import time
 import urllib.request
 
 import numpy as np
-import pytest
 
 from streaming.devtools.phonesim import PhoneCall
 from tests.integration.conftest import Server
@@ -90,11 +89,6 @@ async def test_a_caller_cutting_in_gets_clear_and_memory_keeps_what_was_played(s
     print(f"memory kept: {said!r}; marks echoed: {len(call.marks_echoed)}")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="over a -6 dB handset echo the caller interrupts in 15/16 calls, but the turn is heard with "
-    "'Italy' in 9/16 (Silero misses the start of the sentence; docs/telephony.md): issue 11, open",
-)
 async def test_a_caller_over_handset_echo_is_heard_and_answered_and_the_echo_alone_is_not(
     server: Server,
 ) -> None:

@@ -29,6 +29,7 @@ from agent.meaning import classify_overlap, dictation, transcript_complete
 from agent.turn import (
     ROWS,
     TABLE,
+    VAD_RATE,
     AgentState,
     Cue,
     TurnTaking,
@@ -619,3 +620,39 @@ def test_the_docstring_shows_the_table_as_it_is() -> None:
     import agent.turn
 
     assert render_table() in (agent.turn.__doc__ or "")
+
+
+# -- an onset in pieces: what an echo canceller or the echo gate leaves of a user over the agent -----
+def test_pieces_of_speech_over_the_agent_are_one_overlap_from_the_first() -> None:
+    m = agent_talking()
+    # "Wait," (3 windows, under barge_in_min), a comma pause, a lone window, then the rest.
+    acts = overlap(m, "###" + "......" + "#" + "....." + "######" + ".")
+    assert acts == [PauseReply(1), ClassifyOverlap(18 * VAD_WINDOW, 39 * VAD_WINDOW)]
+
+
+def test_a_lone_window_before_speech_does_not_move_its_start() -> None:
+    m = agent_talking()
+    acts = overlap(m, "#" + "...." + "######" + ".")
+    assert acts == [PauseReply(1), ClassifyOverlap(23 * VAD_WINDOW, 29 * VAD_WINDOW)]
+
+
+def test_a_piece_further_back_than_onset_join_is_not_joined() -> None:
+    m = agent_talking()
+    gap = int(POLICY.onset_join_s * VAD_RATE / VAD_WINDOW) + 1
+    acts = overlap(m, "###" + "." * gap + "######" + ".")
+    start = 18 + 3 + gap
+    assert acts == [PauseReply(1), ClassifyOverlap(start * VAD_WINDOW, (start + 6) * VAD_WINDOW)]
+
+
+def test_a_joined_piece_does_not_confirm_an_interruption_sooner() -> None:
+    m = agent_talking()
+    confirm = -(-int(POLICY.barge_in_confirm_s * VAD_RATE) // VAD_WINDOW)  # windows of its own
+    assert Interrupt(1) not in overlap(m, "###" + "...." + "#" * (confirm - 1))
+    acts = overlap(m, "#", start=18 + 7 + confirm - 1)
+    assert acts == [Interrupt(1), StartSpeech(2, 18 * VAD_WINDOW)]  # the turn starts at the first piece
+
+
+def test_a_turn_in_pieces_starts_at_the_first() -> None:
+    m = TurnTaking(POLICY)
+    acts = drive(m, "###" + "...." + "#####")
+    assert [a for _, a in acts] == [StartSpeech(1, 0)]
