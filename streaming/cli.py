@@ -114,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="measure barge-in instead (stop latency, false interruptions with echo, backchannels)",
     )
+    b.add_argument(
+        "--barge-in-modes",
+        default="interrupt,echo,echo+interrupt,backchannel,nonlexical",
+        help="--barge-in: what the client does in each agent turn, in turn (a comma list of those)",
+    )
     b.add_argument("--extra-sessions", type=int, default=0, help="then hold N more sessions; RSS per session")
     b.add_argument(
         "--front",

@@ -50,15 +50,18 @@ class _Turn:
     answered: bool | None = None  # an interruption: its words were transcribed and replied to
 
 
-async def _one(client: VoiceClient, i: int, audio: dict[str, np.ndarray]) -> _Turn:
-    mode = MODES[i % len(MODES)]
+async def _one(
+    client: VoiceClient, i: int, audio: dict[str, np.ndarray], modes: tuple[str, ...] = MODES
+) -> _Turn:
+    mode = modes[i % len(modes)]
+    k = i // len(modes)  # this mode's how-many-th turn: which delay, backchannel
     mark = len(client._inbox)
     await client.send_json({"type": "say", "text": LINES[i % len(LINES)]})
     await client.hold_silence(lambda: client.first("response.audio.started", mark) is not None)
     tid = client.first("response.audio.started", mark)["turn_id"]  # type: ignore[index]
     detail = ""
     if mode.startswith("echo"):
-        delay = ECHO_DELAYS_S[i // len(MODES) % 3]
+        delay = ECHO_DELAYS_S[k % 3]
         client.echo_gain, client.echo_delay_s, client.echo_tail_s = 10 ** (-6 / 20), delay, ECHO_TAIL_S
         detail = f"-6 dB, {delay * 1000:.0f} ms, {ECHO_TAIL_S * 1000:.0f} ms tail"
     await client.stream(np.zeros(int(1.2 * client.input_rate), np.int16))
@@ -71,10 +74,10 @@ async def _one(client: VoiceClient, i: int, audio: dict[str, np.ndarray]) -> _Tu
         spoken_at = started + first_loud / client.input_rate
         detail = f"{detail} {INTERRUPTION}".strip()
     elif mode == "backchannel":
-        detail = BACKCHANNELS[i // len(MODES) % 3]
+        detail = BACKCHANNELS[k % 3]
         await client.stream(audio[detail])
     elif mode == "nonlexical":
-        detail = NONLEXICAL[i // len(MODES) % 3]
+        detail = NONLEXICAL[k % 3]
         await client.stream(audio[detail])
     await client.hold_silence(
         lambda: client.first("response.done", mark, turn_id=tid) is not None, timeout_s=60
@@ -101,7 +104,7 @@ async def _one(client: VoiceClient, i: int, audio: dict[str, np.ndarray]) -> _Tu
     return turn
 
 
-async def run(url: str, turns: int, tts: Tts) -> list[dict[str, Any]]:
+async def run(url: str, turns: int, tts: Tts, modes: tuple[str, ...] = MODES) -> list[dict[str, Any]]:
     import sys
 
     from tqdm import tqdm
@@ -111,7 +114,7 @@ async def run(url: str, turns: int, tts: Tts) -> list[dict[str, Any]]:
     async with VoiceClient(url) as client:
         await client.stream(np.zeros(8000, np.int16))
         for i in tqdm(range(turns), desc="agent turns", unit="turn", file=sys.stderr):
-            t = await _one(client, i, audio)
+            t = await _one(client, i, audio, modes)
             rows.append(
                 {
                     "mode": t.mode,
@@ -139,6 +142,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "interruptions_that_stopped_the_agent": count(interrupts, True),
         "interruptions_answered": f"{sum(bool(r['answered']) for r in interrupts)}/{len(interrupts)}",
         "false_interruptions_with_echo": count(echoes, True),
+        "interruptions_over_echo_that_stopped_the_agent": count(over_echo, True),
         "interruptions_over_echo_answered": f"{sum(bool(r['answered']) for r in over_echo)}/{len(over_echo)}",
         "backchannels_passed_through": count(backs, False),
         "nonlexical_backchannels_passed_through": count(wordless, False),
@@ -159,6 +163,10 @@ def table(summary: dict[str, Any]) -> str:
     lines.append(f"interruptions that stopped the agent: {summary['interruptions_that_stopped_the_agent']}")
     lines.append(f"interruptions answered: {summary['interruptions_answered']}")
     lines.append(f"false interruptions with -6 dB echo: {summary['false_interruptions_with_echo']}")
+    lines.append(
+        "interruptions over that echo, stopped the agent: "
+        f"{summary['interruptions_over_echo_that_stopped_the_agent']}"
+    )
     lines.append(f"interruptions over that echo, answered: {summary['interruptions_over_echo_answered']}")
     lines.append(f"backchannels passed through: {summary['backchannels_passed_through']}")
     lines.append(f"wordless backchannels passed through: {summary['nonlexical_backchannels_passed_through']}")

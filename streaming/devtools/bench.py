@@ -440,14 +440,17 @@ def _barge_in(args: Any, url: str, started: LocalServer | None, flags: list[str]
     from agent.engines import load_tts
     from streaming.devtools import bargebench
 
+    modes = tuple(m.strip() for m in args.barge_in_modes.split(",") if m.strip())
     try:
-        rows = asyncio.run(bargebench.run(url, args.turns, load_tts(Settings())))
+        if not modes or set(modes) - set(bargebench.MODES):
+            raise SystemExit(f"--barge-in-modes: use some of {', '.join(bargebench.MODES)}")
+        rows = asyncio.run(bargebench.run(url, args.turns, load_tts(Settings()), modes))
     finally:
         if started is not None:
             started.stop()
     summary = bargebench.summarize(rows)
     report = {
-        "conditions": _conditions(args, flags, agent_turns=args.turns),
+        "conditions": _conditions(args, flags, agent_turns=args.turns, modes=modes),
         "summary": summary,
         "turns": rows,
     }
