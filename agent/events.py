@@ -19,7 +19,8 @@ from agent.config import SessionOptions
 from agent.vad.base import VadFrame
 
 EndReason = Literal["silence", "commit", "max_length"]
-TranscriptReading = Literal["complete", "dangling"]  # agent/meaning.py: transcript_complete
+# agent/meaning.py: transcript_complete, brief_statement
+TranscriptReading = Literal["complete", "brief", "dangling"]
 
 
 # -- inputs -----------------------------------------------------------------------------------------
@@ -237,6 +238,7 @@ class TranscriptReady:
     start_sample: int
     end_sample: int
     complete: bool
+    brief: bool = False  # finished, but a short statement a speaker often goes on from
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,30 @@ def transcript_complete(text: str) -> bool:
     return not dictation(t)
 
 
+# How a question or a short answer begins: those end a turn when finished, however short.
+_QUESTION_START = frozenset(
+    "what who whom whose where when why how which is are am was were can could do does did will would "
+    "should shall may might must have has had isn't aren't can't don't doesn't didn't won't".split()
+)
+_ANSWER_WORDS = frozenset(
+    "yes yeah yep yup no nope nah okay ok sure right fine thanks thank hello hi hey bye goodbye "
+    "please sorry great perfect exactly".split()
+)
+BRIEF_WORDS = (3, 5)  # a statement of this many words is brief
+
+
+def brief_statement(text: str) -> bool:
+    """Whether a finished ``text`` is a short statement or request that a speaker often goes on from
+    after a pause ("I need a table.", "Call me a taxi.", "I have a question."): 3-5 words, not a
+    question, not a yes/no/thanks/greeting. One or two words ("Paris.", "Yes, please.") are an
+    answer and end the turn."""
+    t = text.strip()
+    words = [w.lower() for w in re.findall(r"[A-Za-z0-9']+", t)]
+    if not BRIEF_WORDS[0] <= len(words) <= BRIEF_WORDS[1] or t.rstrip("\"'”’)]").endswith("?"):
+        return False
+    return words[0] not in _QUESTION_START and not (_ANSWER_WORDS & set(words))
+
+
 def dictation(text: str) -> bool:
     """Whether ``text`` ends in a sequence read out one piece at a time that may go on: digits (as
     figures or words: "4 1 5", "four one five"), single letters ("J, O, H"), or both ("A B 3"), at
@@ -80,6 +104,43 @@ def _one_amount(words: list[str]) -> bool:
     return len(words) == 2 and (words[0] in tens or words[1] in ("hundred", "thousand"))
 
 
+_SOUNDEX = {**dict.fromkeys("bfpv", "1"), **dict.fromkeys("cgjkqsxz", "2"), **dict.fromkeys("dt", "3"),
+            "l": "4", "m": "5", "n": "5", "r": "6"}  # fmt: skip
+
+
+def sounds_like(word: str) -> str:
+    """A word's Soundex key: its first letter and the sounds of up to three consonants after it.
+    Whisper spells the agent's own words back as their homophones ("flour" -> "Flower.")."""
+    letters = [c for c in word.lower() if c.isalpha()]
+    if not letters:
+        return ""
+    key, last = letters[0], _SOUNDEX.get(letters[0], "")
+    for c in letters[1:]:
+        code = _SOUNDEX.get(c, "")
+        if code and code != last:
+            key += code
+        if c not in "hw":  # h and w do not separate two equal sounds; vowels do
+            last = code
+    return (key + "000")[:4]
+
+
+def _mostly_own_words(words: list[str], agent_text: str) -> bool:
+    """Whether at least 70 % of ``words`` are the agent's own (its voice came back): the same word,
+    or one of four letters or more that sounds like one of its words. One word is enough when it is
+    one of the agent's (of four letters or more: "the", "no", "it" are anyone's)."""
+    own = set(re.findall(r"[a-z']+(?:-[a-z']+)*", agent_text.lower()))
+    if not own or not words:
+        return False
+    sounds = {sounds_like(w) for w in own if len(w) >= 4}
+
+    def theirs(w: str) -> bool:
+        return w in own or (len(w) >= 4 and sounds_like(w) in sounds)
+
+    if len(words) == 1:
+        return len(words[0]) >= 4 and theirs(words[0])
+    return sum(theirs(w) for w in words) >= 0.7 * len(words)
+
+
 def classify_overlap(
     text: str,
     duration_s: float,
@@ -106,8 +167,7 @@ def classify_overlap(
         return "interruption"  # "Wait." heard unsure: missing a stop costs more than a misheard hum
     if short and avg_logprob is not None and avg_logprob < policy.wordless_logprob:
         return "backchannel"
-    own = set(re.findall(r"[a-z']+(?:-[a-z']+)*", agent_text.lower()))
-    if own and len(words) >= 2 and sum(w in own for w in words) >= 0.7 * len(words):
+    if _mostly_own_words(words, agent_text):
         return "echo"
     phrase = " ".join(words)
     listed = policy.backchannels

@@ -105,8 +105,9 @@ starts within ``onset_join_s`` after one that held ``onset_join_min_s`` (or was 
 where that one did. Over the agent's echo, the canceller and the gate cut a user into pieces ("Wait,"
 ... "what is the" ... "capital of Italy"): what is transcribed, the overlap and the turn, begins at
 the first piece. Only the start moves: pausing the agent and confirming an interruption still count
-the newest piece's own speech. While the agent speaks, speech over it pauses the agent at once; ``classify_overlap`` decides
-from what was said whether it was an interruption, a backchannel, echo or noise.
+the newest piece's own speech. While the agent speaks, speech over it pauses the agent at once;
+``classify_overlap`` decides from what was said whether it was an interruption, a backchannel, echo
+or noise.
 
 The endpoint is decided by two opinions of the pause (``endpoint_s``), each an input: the transcript's
 reading (``TranscriptReady``: finished, or dangling on "and", a comma, digits being read out) and the
@@ -574,7 +575,9 @@ class TurnTaking:
     def _overlap_heard(self, heard: OverlapHeard) -> list[Action]:
         if (heard.start_sample, heard.end_sample) != (self._onset_start, self._speech_end):
             return []  # stale: the user went on speaking, or it was already decided
-        duration_s = (heard.end_sample - heard.start_sample) / VAD_RATE
+        # As long as the newest piece: pieces joined before it make the transcript whole, not the
+        # overlap longer (a short wordless one stays a backchannel however it was joined).
+        duration_s = (heard.end_sample - self._onset_own_start) / VAD_RATE
         verdict = classify_overlap(
             heard.text, duration_s, self.policy, heard.agent_text, heard.avg_logprob, heard.tilt_db
         )
@@ -599,7 +602,7 @@ class TurnTaking:
         current = (self.turn_id, self._speech_start, self._speech_end)
         if (ready.turn_id, ready.start_sample, ready.end_sample) != current:
             return []  # stale: the user went on, or the turn already ended
-        self._reading = "complete" if ready.complete else "dangling"
+        self._reading = ("brief" if ready.brief else "complete") if ready.complete else "dangling"
         self._endpoint_s = endpoint_s(self.policy, self._reading, self._acoustic)
         return [Speculate(*current), *self._endpoint_reached()]
 
@@ -656,11 +659,17 @@ def endpoint_s(policy: TurnPolicy, reading: TranscriptReading | None, acoustic: 
 
     A dangling transcript always waits long (the model hears "and"/"because" too, but judged most
     hesitation pauses complete); a finished one ends at once when the model agrees, waits long when
-    the model hears more coming, and waits the plain "complete" bound without a model.
+    the model hears more coming, and waits the plain "complete" bound without a model. A brief one
+    ("I need a table.", "Book a flight.": a short statement, not a question or a yes/no) waits long
+    whatever the model says: the model hears a finished sentence there (0.96), but speakers often go
+    on ("... For four people at eight."), and a reply read during the pause is audible the moment the
+    endpoint fires, so a shorter bound answers inside a 0.7 s pause.
     """
     more = acoustic is not None and acoustic < policy.eot_threshold
     if reading == "dangling":
         return policy.endpoint_incomplete_s
+    if reading == "brief":
+        return policy.endpoint_hold_s
     if reading is None:
         return max(policy.endpoint_silence_s, policy.endpoint_hold_s) if more else policy.endpoint_silence_s
     if acoustic is None:

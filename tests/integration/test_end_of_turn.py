@@ -52,8 +52,9 @@ async def test_a_complete_question_ends_at_the_short_endpoint(eot_at_full_priori
         (("What is the name of", "the closest star to Earth?"), 0.6, None),  # a dangling "of"
         (("I would like a pizza with cheese and", "some olives on top."), 0.9, None),  # a trailing "and"
         (("My number is five five five,", "one two three four."), 0.8, "5551234"),  # inside digits
+        (("I need a table.", "For four people at eight."), 0.7, None),  # a short sentence, then more
     ],
-    ids=["the-name-of", "trailing-and", "digits"],
+    ids=["the-name-of", "trailing-and", "digits", "short-sentence"],
 )
 async def test_a_hesitation_holds_the_turn_and_all_of_it_is_answered_once(
     server: Server, parts: tuple[str, str], pause_s: float, heard: str | None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from agent.config import TurnPolicy, with_profile
@@ -25,7 +27,7 @@ from agent.events import (
     TranscriptReady,
     TurnResumed,
 )
-from agent.meaning import classify_overlap, dictation, transcript_complete
+from agent.meaning import brief_statement, classify_overlap, dictation, sounds_like, transcript_complete
 from agent.turn import (
     ROWS,
     TABLE,
@@ -295,6 +297,9 @@ SPAN = (1, 0, 10 * VAD_WINDOW)
         ("complete", 0.9, "endpoint_confident_s"),
         ("complete", 0.2, "endpoint_hold_s"),
         ("complete", None, "endpoint_complete_s"),
+        ("brief", 0.9, "endpoint_hold_s"),  # "I need a table." may go on, whatever the model says
+        ("brief", 0.2, "endpoint_hold_s"),
+        ("brief", None, "endpoint_hold_s"),
         ("dangling", 0.9, "endpoint_incomplete_s"),  # the model judged "and ..." complete: not enough
         ("dangling", 0.1, "endpoint_incomplete_s"),
         ("dangling", None, "endpoint_incomplete_s"),
@@ -312,6 +317,39 @@ def test_the_endpoint_from_both_opinions(
     if reading is None and acoustic is not None and acoustic < policy.eot_threshold:
         want = max(policy.endpoint_silence_s, policy.endpoint_hold_s)
     assert endpoint_s(policy, reading, acoustic) == want  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "brief"),
+    [
+        ("I need a table.", True),
+        ("Call me a taxi.", True),
+        ("Book a flight.", True),
+        ("I have a question.", True),
+        ("My name is John.", True),
+        ("Tell me one thing about the moon.", False),  # long enough to be the whole request
+        ("What do bees make?", False),  # a question
+        ("Is the sun a star.", False),  # a question, whatever the ASR's punctuation
+        ("Paris.", False),  # one or two words: an answer
+        ("Yes, please.", False),
+        ("No, I do not.", False),
+        ("Thank you very much.", False),
+    ],
+)
+def test_brief_statement(text: str, brief: bool) -> None:
+    assert brief_statement(text) is brief
+
+
+def test_a_brief_statement_waits_long_even_when_the_model_agrees() -> None:
+    m = pause_of(2)
+    m.feed(EotScored(*SPAN, probability=0.93))
+    acts = m.feed(TranscriptReady(*SPAN, complete=True, brief=True))
+    assert [type(a).__name__ for a in acts] == ["Speculate"]
+    frames = -(-int(EOT.endpoint_hold_s * VAD_RATE) // VAD_WINDOW)  # silent frames: 2 so far
+    assert kinds(drive(m, "." * (frames - 3), start=12)) == []  # not at the confident 0.1 s
+    (_, end), *_ = drive(m, ".", start=12 + frames - 3)
+    assert isinstance(end, EndOfTurn)
+    assert (end.transcript, end.acoustic, end.endpoint_s) == ("brief", 0.93, EOT.endpoint_hold_s)
 
 
 def test_profiles_order_their_endpoints() -> None:
@@ -513,6 +551,13 @@ def test_classify_overlap(text: str, duration_s: float, verdict: str) -> None:
 AGENT = "Once upon a time, in a kingdom by the sea, there lived a brave knight."
 
 
+def test_sounds_like_is_soundex() -> None:
+    assert [sounds_like(w) for w in ("Robert", "Rupert", "Ashcraft", "Tymczak", "Pfister")] == [
+        "r163", "r163", "a261", "t522", "p236",
+    ]  # fmt: skip
+    assert sounds_like("flour") == sounds_like("Flower.") and sounds_like("") == ""
+
+
 @pytest.mark.parametrize(
     ("heard", "verdict"),
     [
@@ -521,6 +566,13 @@ AGENT = "Once upon a time, in a kingdom by the sea, there lived a brave knight."
         ("Wait, what is the capital of Italy?", "interruption"),
         ("No, stop the story.", "interruption"),  # shares "the", not enough
         ("Okay.", "backchannel"),
+        ("Once.", "echo"),  # one word of the agent's (four letters or more)
+        ("Kingdum.", "echo"),  # ... or one that sounds like one
+        ("Lift a braive night.", "echo"),  # "lived a brave knight": 3 of 4 (night is not knight)
+        ("Time?", "echo"),
+        ("Tell me.", "interruption"),  # sounds like nothing it said
+        ("By.", "interruption"),  # too short to tell from anyone's
+        ("Kingdom of Italy?", "interruption"),  # a third of it
     ],
 )
 def test_the_agents_own_words_heard_back_are_echo(heard: str, verdict: str) -> None:
@@ -656,3 +708,15 @@ def test_a_turn_in_pieces_starts_at_the_first() -> None:
     m = TurnTaking(POLICY)
     acts = drive(m, "###" + "...." + "#####")
     assert [a for _, a in acts] == [StartSpeech(1, 0)]
+
+
+def test_a_joined_overlap_is_judged_by_the_length_of_its_own_piece() -> None:
+    m = TurnTaking(dataclasses.replace(POLICY, max_backchannel_s=0.6))
+    drive(m, "#" * 6 + "." * 12)
+    m.feed(ReplyStarted(1))
+    m.feed(ReplyAudible(1))
+    # A piece, then 0.4 s later a wordless "mm-hmm" of 0.4 s: 0.93 s from the first piece's start.
+    acts = overlap(m, "###" + "." * 13 + "#" * 13 + ".")
+    start, end = 18 * VAD_WINDOW, 47 * VAD_WINDOW
+    assert acts == [PauseReply(1), ClassifyOverlap(start, end)]
+    assert m.feed(OverlapHeard(start, end, "Mama.", avg_logprob=-1.3)) == [ResumeReply(1)]
