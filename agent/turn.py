@@ -392,6 +392,7 @@ class TurnTaking:
         self._onset_start = 0  # where the speech that is starting began (joined fragments: the first's)
         self._onset_own_start = 0  # ... this fragment's own start
         self._onset_samples = 0
+        self._onset_end = 0
         self._fragment = (0, -(1 << 40))  # the latest onset forgotten as noise: (start, end)
         self._speech_start = 0
         self._speech_end = 0
@@ -460,19 +461,19 @@ class TurnTaking:
         if self._onset_own_start - self._fragment[1] <= self.policy.onset_join_s * VAD_RATE:
             self._onset_start = self._fragment[0]  # the speech began with the forgotten fragment
         self._onset_samples = frame.samples
-        self._speech_end = frame.end_sample
+        self._onset_end = frame.end_sample
         return self._maybe_start(frame)
 
     def _onset_more(self, frame: VadFrame) -> list[Action]:
         self._onset_samples += frame.samples
-        self._speech_end = frame.end_sample
+        self._onset_end = frame.end_sample
         return self._maybe_start(frame)
 
     def _noise(self, _: VadFrame) -> list[Action]:
         self.state = UserState.LISTENING
         joined = self._onset_start != self._onset_own_start
         if joined or self._onset_samples >= self.policy.onset_join_min_s * VAD_RATE:
-            self._fragment = (self._onset_start, self._speech_end)
+            self._fragment = (self._onset_start, self._onset_end)
         return []
 
     def _speech_on(self, frame: VadFrame) -> list[Action]:
