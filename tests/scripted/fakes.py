@@ -60,7 +60,8 @@ class FakeAsr:
         loud = int(np.sum(np.abs(audio) >= (LOUD / 2) / 32768.0))
         n = loud // 1600
         text = " ".join(f"w{i + 1}" for i in range(n))
-        return Transcript(text + "." if text else "", "en", len(audio) / 16000, 0.001)
+        # A question: finished, and not a brief statement that may go on (meaning.brief_statement).
+        return Transcript(text + "?" if text else "", "en", len(audio) / 16000, 0.001)
 
     def transcribe_batch(self, requests: Sequence[AsrRequest]) -> list[Transcript]:
         return [self.transcribe(r.audio, final=r.purpose is AsrPurpose.FINAL) for r in requests]

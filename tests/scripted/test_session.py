@@ -98,9 +98,9 @@ async def test_a_turn_is_heard_answered_spoken_and_remembered() -> None:
         "ResponseAudioStarted", "ResponseAudioDone", "ResponseDone", "TurnMetrics",
     ]  # fmt: skip
     (final,) = h.of(ev.TranscriptFinal)
-    assert final.text == "w1 w2 w3 w4 w5."
+    assert final.text == "w1 w2 w3 w4 w5?"
     (done,) = h.of(ev.ResponseDone)
-    assert done.text.startswith("You said w1 w2 w3 w4 w5.") and not done.interrupted
+    assert done.text.startswith("You said w1 w2 w3 w4 w5?") and not done.interrupted
     assert sum(len(f.pcm) for f in h.frames) > 0
     (metrics,) = h.of(ev.TurnMetrics)
     stamps = [metrics.timeline_ms[k] for k in STAGE_ORDER]
@@ -119,16 +119,16 @@ async def test_speech_that_resumes_after_a_pause_gets_one_reply_to_all_of_it() -
     assert len(h.of(ev.TranscriptFinal)) == 1
     assert len(h.of(ev.ResponseStarted)) == 1
     (done,) = h.of(ev.ResponseDone)
-    assert h.of(ev.TranscriptFinal)[0].text == "w1 w2 w3 w4 w5 w6."  # both halves
+    assert h.of(ev.TranscriptFinal)[0].text == "w1 w2 w3 w4 w5 w6?"  # both halves
     assert "w6" in done.text
-    assert [m.text for m in h.session.memory.messages if m.role == "user"] == ["w1 w2 w3 w4 w5 w6."]
+    assert [m.text for m in h.session.memory.messages if m.role == "user"] == ["w1 w2 w3 w4 w5 w6?"]
     # A speculative reply to the first half did run (the LLM saw it), and left no trace: not on the
     # wire (one reply, one transcript, above), not in memory (one user message, above).
     llm = h.session.engines.llm.model
     assert isinstance(llm, FakeLlm)
-    assert [m[-1].content for m in llm.seen] == ["w1 w2 w3.", "w1 w2 w3 w4 w5 w6."]
+    assert [m[-1].content for m in llm.seen] == ["w1 w2 w3?", "w1 w2 w3 w4 w5 w6?"]
     texts = [e.text for e in h.of(ev.ResponseTextDelta)]
-    assert "w1 w2 w3." not in "".join(texts).replace("w1 w2 w3 w4", "")
+    assert "w1 w2 w3?" not in "".join(texts).replace("w1 w2 w3 w4", "")
 
 
 async def test_speech_after_the_endpoint_before_the_reply_is_heard_is_still_the_same_turn() -> None:
@@ -150,9 +150,9 @@ async def test_speech_after_the_endpoint_before_the_reply_is_heard_is_still_the_
         "SessionReady", "SpeechStarted", "SpeechStopped", "TranscriptFinal", "ResponseStarted",
         "ResponseAudioStarted", "ResponseAudioDone", "ResponseDone", "TurnMetrics",
     ]  # fmt: skip
-    assert h.of(ev.TranscriptFinal)[0].text == "w1 w2 w3 w4 w5 w6."
-    assert [m.text for m in h.session.memory.messages if m.role == "user"] == ["w1 w2 w3 w4 w5 w6."]
-    assert [m[-1].content for m in llm.seen] == ["w1 w2 w3.", "w1 w2 w3 w4 w5 w6."]
+    assert h.of(ev.TranscriptFinal)[0].text == "w1 w2 w3 w4 w5 w6?"
+    assert [m.text for m in h.session.memory.messages if m.role == "user"] == ["w1 w2 w3 w4 w5 w6?"]
+    assert [m[-1].content for m in llm.seen] == ["w1 w2 w3?", "w1 w2 w3 w4 w5 w6?"]
 
 
 async def test_the_end_of_turn_model_is_asked_and_its_opinion_reported() -> None:
@@ -231,7 +231,7 @@ async def test_user_speech_during_the_reply_stops_it_and_memory_keeps_what_was_h
     assert clear.turn_id == 1
     done = h.of(ev.ResponseDone)[0]
     assert done.interrupted and done.turn_id == 1
-    full = "You said w1 w2 w3.. That is one clause, and here is another clause for you."
+    full = "You said w1 w2 w3?. That is one clause, and here is another clause for you."
     assert 0 < len(done.text) < len(full) and full.startswith(done.text)
     assistant = [m for m in h.session.memory.messages if m.role == "assistant"]
     assert assistant[0].text == done.text and assistant[0].interrupted
@@ -279,7 +279,7 @@ async def test_speculation_can_be_switched_off() -> None:
     assert timeline["llm_first_token"] > timeline["endpoint"]
 
 
-FULL_REPLY = "You said w1 w2 w3.. That is one clause, and here is another clause for you."
+FULL_REPLY = "You said w1 w2 w3?. That is one clause, and here is another clause for you."
 
 
 async def _talk_over_the_agent(h: Harness, overlap_text: str | None, seconds: float = 0.25) -> None:
@@ -305,7 +305,7 @@ async def test_speech_over_the_agent_that_is_not_an_interruption_lets_it_finish(
     assert not h.of(ev.AudioClear)
     (done,) = h.of(ev.ResponseDone)
     assert not done.interrupted and done.text == FULL_REPLY
-    assert [m.text for m in h.session.memory.messages] == ["w1 w2 w3.", FULL_REPLY]
+    assert [m.text for m in h.session.memory.messages] == ["w1 w2 w3?", FULL_REPLY]
     assert len(h.of(ev.SpeechStarted)) == 1  # the overlap never became a turn
     # All of the reply's audio was sent: the pause lost nothing.
     audio_done = h.of(ev.ResponseAudioDone)[0]
@@ -349,7 +349,7 @@ async def test_an_interruption_during_the_first_clause_keeps_at_most_part_of_it(
         await _interrupt_now(h, "Hold on.")  # at once: the first clause lasts 0.2 s
         await h.until(ev.ResponseDone, 2)
     first, second = h.of(ev.ResponseDone)
-    clause = "You said w1 w2 w3."
+    clause = "You said w1 w2 w3?"
     assert first.interrupted and first.turn_id == 1
     assert clause.startswith(first.text) and len(first.text) < len(clause)
     assert not second.interrupted and second.turn_id == 2
@@ -407,7 +407,7 @@ async def test_the_clients_playback_report_decides_what_memory_keeps() -> None:
         await h.taken(PlaybackIn(1, 0.1))  # and back: inserted after the user message it answered
         await h.until(ev.ResponseDone, 2)
     messages = [(m.role, m.text) for m in h.session.memory.messages]
-    assert messages[:2] == [("user", "w1 w2 w3."), ("assistant", "You said")]
+    assert messages[:2] == [("user", "w1 w2 w3?"), ("assistant", "You said")]
     assert [r for r, _ in messages[2:]] == ["user", "assistant"]
 
 
