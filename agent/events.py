@@ -16,11 +16,10 @@ from typing import Any, Literal
 
 from agent.audio import Pcm
 from agent.config import SessionOptions
+from agent.meaning import TranscriptReading
 from agent.vad.base import VadFrame
 
 EndReason = Literal["silence", "commit", "max_length"]
-# agent/meaning.py: transcript_complete, brief_statement
-TranscriptReading = Literal["complete", "brief", "dangling"]
 
 
 # -- inputs -----------------------------------------------------------------------------------------
@@ -237,8 +236,7 @@ class TranscriptReady:
     turn_id: int
     start_sample: int
     end_sample: int
-    complete: bool
-    brief: bool = False  # finished, but a short statement a speaker often goes on from
+    reading: TranscriptReading  # agent/meaning.py: transcript_reading
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,12 @@ from typing import Literal
 from agent.config import TurnPolicy
 
 Overlap = Literal["noise", "echo", "backchannel", "interruption"]
+# How a finished ASR pass reads: finished, finished but brief (may go on), or left hanging.
+TranscriptReading = Literal["complete", "brief", "dangling"]
+# A word as the overlap rules see it: letters and apostrophes, hyphenated parts kept together.
+_WORD = re.compile(r"[a-z']+(?:-[a-z']+)*")
+# Closing quotes and brackets after a sentence's last mark.
+_CLOSERS = "\"'”’)]"
 
 # Words after which a sentence is very likely to go on, even when the ASR put a period there.
 _DANGLING = frozenset(
@@ -37,11 +43,20 @@ _CLOCK_TIME = re.compile(
 _NAMES_A_NUMBER = frozenset("number code pin zip postcode account order reference extension id".split())
 
 
+def transcript_reading(text: str) -> TranscriptReading:
+    """How ``text`` reads at a pause: "dangling" when it is not finished (``transcript_complete``),
+    "brief" when it is finished but a short statement a speaker often goes on from
+    (``brief_statement``), else "complete"."""
+    if not transcript_complete(text):
+        return "dangling"
+    return "brief" if brief_statement(text) else "complete"
+
+
 def transcript_complete(text: str) -> bool:
     """Whether ``text`` reads as a finished utterance: it ends with . ! or ? (not an ellipsis), its
     last word is not one that a sentence rarely ends on ("and", "the", "to", "um" ...), and it does
     not end in the middle of something read out piece by piece (digits, letters: ``dictation``)."""
-    t = text.strip().rstrip("\"'”’)]")
+    t = text.strip().rstrip(_CLOSERS)
     if not t or t.endswith(("...", "…")) or t[-1] not in ".!?":
         return False
     words = t.rstrip(".!?").split()
@@ -67,9 +82,9 @@ def brief_statement(text: str) -> bool:
     after a pause ("I need a table.", "Call me a taxi.", "I have a question."): 3-5 words, not a
     question, not a yes/no/thanks/greeting. One or two words ("Paris.", "Yes, please.") are an
     answer and end the turn."""
-    t = text.strip()
+    t = text.strip().rstrip(_CLOSERS)
     words = [w.lower() for w in re.findall(r"[A-Za-z0-9']+", t)]
-    if not BRIEF_WORDS[0] <= len(words) <= BRIEF_WORDS[1] or t.rstrip("\"'”’)]").endswith("?"):
+    if not BRIEF_WORDS[0] <= len(words) <= BRIEF_WORDS[1] or t.endswith("?"):
         return False
     return words[0] not in _QUESTION_START and not (_ANSWER_WORDS & set(words))
 
@@ -128,7 +143,7 @@ def _mostly_own_words(words: list[str], agent_text: str) -> bool:
     """Whether at least 70 % of ``words`` are the agent's own (its voice came back): the same word,
     or one of four letters or more that sounds like one of its words. One word is enough when it is
     one of the agent's (of four letters or more: "the", "no", "it" are anyone's)."""
-    own = set(re.findall(r"[a-z']+(?:-[a-z']+)*", agent_text.lower()))
+    own = set(_WORD.findall(agent_text.lower()))
     if not own or not words:
         return False
     sounds = {sounds_like(w) for w in own if len(w) >= 4}
@@ -156,7 +171,7 @@ def classify_overlap(
     with the mouth closed, ``tilt_db`` under ``hum_tilt_db``: "mm-hmm", "hmm", whatever the ASR made
     of it), or "interruption" (anything else, and any overlap with a word from ``interrupt_words``
     that is not a hum, however unsure the ASR was of it)."""
-    words = re.findall(r"[a-z']+(?:-[a-z']+)*", text.lower())
+    words = _WORD.findall(text.lower())
     if not words:
         return "noise"
     short = duration_s <= policy.max_backchannel_s

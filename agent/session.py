@@ -78,7 +78,7 @@ from agent.events import (
 from agent.hearing import Hearing
 from agent.io import AudioOutput, EventSink
 from agent.llm.base import LlmRequest
-from agent.meaning import brief_statement, transcript_complete
+from agent.meaning import transcript_reading
 from agent.memory import Memory
 from agent.reply import Reply, ReplyContext, Timeline
 from agent.turn import TurnTaking, UserState
@@ -332,9 +332,7 @@ class Session:
                 agent_text = self._live.reply.said_text if self._live is not None else ""
                 await self._feed(OverlapHeard(start, end, text, agent_text, logprob, tilt))
             case _AsrDone(turn_id=tid, start=start, end=end, text=text):
-                complete = transcript_complete(text)
-                brief = complete and brief_statement(text)
-                await self._feed(TranscriptReady(tid, start, end, complete, brief))
+                await self._feed(TranscriptReady(tid, start, end, transcript_reading(text)))
             case _EotDone(turn_id=tid, start=start, end=end, probability=p):
                 await self._feed(EotScored(tid, start, end, p))
 

@@ -156,12 +156,11 @@ from agent.events import (
     StartSpeech,
     StartText,
     TextTurn,
-    TranscriptReading,
     TranscriptReady,
     TurnInput,
     TurnResumed,
 )
-from agent.meaning import classify_overlap
+from agent.meaning import TranscriptReading, classify_overlap
 from agent.vad.base import VadFrame
 
 VAD_RATE = INPUT_RATE
@@ -603,7 +602,7 @@ class TurnTaking:
         current = (self.turn_id, self._speech_start, self._speech_end)
         if (ready.turn_id, ready.start_sample, ready.end_sample) != current:
             return []  # stale: the user went on, or the turn already ended
-        self._reading = ("brief" if ready.brief else "complete") if ready.complete else "dangling"
+        self._reading = ready.reading
         self._endpoint_s = endpoint_s(self.policy, self._reading, self._acoustic)
         return [Speculate(*current), *self._endpoint_reached()]
 

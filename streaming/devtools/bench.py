@@ -382,11 +382,12 @@ def main(args: Any, settings: Settings) -> int:
     from agent.engines import load_tts
     from streaming.devtools.benchplot import plot
 
+    modes = _barge_in_modes(args.barge_in_modes) if args.barge_in else ()  # checked before a server starts
     flags = server_flags(args)
     started = None if args.url else LocalServer.start(*flags)
     url = args.url or (started.ws if started else "")
     if args.barge_in:
-        return _barge_in(args, url, started, flags)
+        return _barge_in(args, url, started, flags, modes)
     if args.front:
         return _front(args, url, started, flags)
     plan = Plan(url, args.turns, args.concurrency, args.transport, corpus=CORPORA[args.corpus])
@@ -436,14 +437,23 @@ def _front(args: Any, url: str, started: LocalServer | None, flags: list[str]) -
     return 0
 
 
-def _barge_in(args: Any, url: str, started: LocalServer | None, flags: list[str]) -> int:
+def _barge_in_modes(text: str) -> tuple[str, ...]:
+    """The kinds of agent turn a ``--barge-in-modes`` list names, all known, or SystemExit."""
+    from streaming.devtools import bargebench
+
+    modes = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not modes or set(modes) - set(bargebench.MODES):
+        raise SystemExit(f"--barge-in-modes: use some of {', '.join(bargebench.MODES)}")
+    return modes
+
+
+def _barge_in(
+    args: Any, url: str, started: LocalServer | None, flags: list[str], modes: tuple[str, ...]
+) -> int:
     from agent.engines import load_tts
     from streaming.devtools import bargebench
 
-    modes = tuple(m.strip() for m in args.barge_in_modes.split(",") if m.strip())
     try:
-        if not modes or set(modes) - set(bargebench.MODES):
-            raise SystemExit(f"--barge-in-modes: use some of {', '.join(bargebench.MODES)}")
         rows = asyncio.run(bargebench.run(url, args.turns, load_tts(Settings()), modes))
     finally:
         if started is not None:

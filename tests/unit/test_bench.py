@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import pytest
 
 from agent.config import Settings
 from streaming.devtools.bench import (
@@ -12,6 +13,8 @@ from streaming.devtools.bench import (
     CORPUS,
     HESITATION,
     Utterance,
+    _barge_in_modes,
+    main,
     percentiles,
     render,
     server_flags,
@@ -51,6 +54,17 @@ def test_the_hesitation_corpus_pauses_600_to_1000_ms_where_a_turn_must_not_end()
     firsts = [u.parts[0] for u in HESITATION]
     assert sum(f.split()[-1] in ("and", "because", "with", "at", "so") for f in firsts) >= 5
     assert sum(f.endswith(".") for f in firsts) >= 3  # a finished short sentence, then more
+
+
+def test_barge_in_modes_are_read_from_a_comma_list_and_unknown_ones_refused_before_a_server_starts() -> None:
+    assert _barge_in_modes(" echo, echo+interrupt ") == ("echo", "echo+interrupt")
+    for bad in ("", "echo,shout", " , "):
+        with pytest.raises(SystemExit, match="--barge-in-modes"):
+            _barge_in_modes(bad)
+    # main() refuses them before it starts a server (no --url: it would start one).
+    args = argparse.Namespace(barge_in=True, barge_in_modes="shout", url=None)
+    with pytest.raises(SystemExit, match="--barge-in-modes"):
+        main(args, Settings())
 
 
 def test_percentiles() -> None:

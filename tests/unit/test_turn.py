@@ -182,7 +182,7 @@ def paused(policy: TurnPolicy = SPEC, silent_frames: int = 2) -> TurnTaking:
 
 def test_a_complete_transcript_shortens_the_endpoint() -> None:
     m = paused()
-    acts = m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, complete=True))
+    acts = m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, "complete"))
     assert acts == [Speculate(1, 0, 10 * VAD_WINDOW)]
     # 0.2 s = 6.25 frames of silence: 2 already, the 7th frame ends the turn
     assert kinds(drive(m, "....", start=12)) == []
@@ -191,14 +191,14 @@ def test_a_complete_transcript_shortens_the_endpoint() -> None:
 
 def test_a_dangling_transcript_waits_longer_than_the_default() -> None:
     m = paused()
-    m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, complete=False))
+    m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, "dangling"))
     assert kinds(drive(m, "." * 25, start=12)) == []  # 0.86 s of silence: still waiting
     assert kinds(drive(m, "." * 6, start=37)) == ["EndOfTurn"]
 
 
 def test_a_transcript_that_arrives_after_its_endpoint_ends_the_turn_at_once() -> None:
     m = paused(silent_frames=8)  # 0.26 s of silence, complete endpoint is 0.2 s
-    acts = m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, complete=True))
+    acts = m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, "complete"))
     assert [type(a).__name__ for a in acts] == ["Speculate", "EndOfTurn"]
 
 
@@ -211,15 +211,15 @@ def test_without_a_transcript_the_default_endpoint_applies() -> None:
 def test_a_stale_transcript_is_ignored() -> None:
     m = paused()
     drive(m, "###", start=12)  # the user went on: the span [0, 10 frames) is no longer the turn
-    assert m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, complete=True)) == []
+    assert m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, "complete")) == []
     m2 = paused()
-    assert m2.feed(TranscriptReady(1, 0, 9 * VAD_WINDOW, complete=True)) == []  # another span
-    assert m2.feed(TranscriptReady(0, 0, 10 * VAD_WINDOW, complete=True)) == []  # another turn
+    assert m2.feed(TranscriptReady(1, 0, 9 * VAD_WINDOW, "complete")) == []  # another span
+    assert m2.feed(TranscriptReady(0, 0, 10 * VAD_WINDOW, "complete")) == []  # another turn
 
 
 def test_resuming_after_a_speculation_voids_it_and_the_turn_goes_on() -> None:
     m = paused()
-    assert kinds([(0, a) for a in m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, complete=True))]) == [
+    assert kinds([(0, a) for a in m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, "complete"))]) == [
         "Speculate"
     ]
     acts = drive(m, "###" + "..", start=12)
@@ -343,7 +343,7 @@ def test_brief_statement(text: str, brief: bool) -> None:
 def test_a_brief_statement_waits_long_even_when_the_model_agrees() -> None:
     m = pause_of(2)
     m.feed(EotScored(*SPAN, probability=0.93))
-    acts = m.feed(TranscriptReady(*SPAN, complete=True, brief=True))
+    acts = m.feed(TranscriptReady(*SPAN, "brief"))
     assert [type(a).__name__ for a in acts] == ["Speculate"]
     frames = -(-int(EOT.endpoint_hold_s * VAD_RATE) // VAD_WINDOW)  # silent frames: 2 so far
     assert kinds(drive(m, "." * (frames - 3), start=12)) == []  # not at the confident 0.1 s
@@ -369,7 +369,7 @@ def pause_of(silent_frames: int) -> TurnTaking:
 def test_a_confident_model_and_a_finished_transcript_end_the_turn_at_the_short_endpoint() -> None:
     m = pause_of(2)
     assert m.feed(EotScored(*SPAN, probability=0.93)) == []  # no transcript yet: wait for it
-    acts = m.feed(TranscriptReady(*SPAN, complete=True))
+    acts = m.feed(TranscriptReady(*SPAN, "complete"))
     assert [type(a).__name__ for a in acts] == ["Speculate"]
     assert kinds(drive(m, ".", start=12)) == []  # 3 frames = 96 ms < 100 ms
     (_, end), *_ = drive(m, ".", start=13)
@@ -381,7 +381,7 @@ def test_a_confident_model_and_a_finished_transcript_end_the_turn_at_the_short_e
 @pytest.mark.parametrize("order", ["model first", "transcript first"])
 def test_a_doubtful_model_holds_a_finished_sentence(order: str) -> None:
     m = pause_of(2)
-    inputs = [EotScored(*SPAN, probability=0.1), TranscriptReady(*SPAN, complete=True)]
+    inputs = [EotScored(*SPAN, probability=0.1), TranscriptReady(*SPAN, "complete")]
     for item in inputs if order == "model first" else inputs[::-1]:
         m.feed(item)
     assert kinds(drive(m, "." * 25, start=12)) == []  # 0.86 s of silence, hold is 0.9 s
@@ -392,14 +392,14 @@ def test_a_doubtful_model_holds_a_finished_sentence(order: str) -> None:
 def test_a_dangling_transcript_holds_whatever_the_model_says() -> None:
     m = pause_of(2)
     m.feed(EotScored(*SPAN, probability=0.97))
-    m.feed(TranscriptReady(*SPAN, complete=False))
+    m.feed(TranscriptReady(*SPAN, "dangling"))
     assert kinds(drive(m, "." * 34, start=12)) == []  # 1.15 s < 1.2 s
     assert kinds(drive(m, "..", start=46)) == ["EndOfTurn"]
 
 
 def test_a_score_that_arrives_past_its_endpoint_ends_the_turn_at_once() -> None:
     m = pause_of(6)  # 0.19 s of silence
-    m.feed(TranscriptReady(*SPAN, complete=True))  # endpoint 0.4 s without a model
+    m.feed(TranscriptReady(*SPAN, "complete"))  # endpoint 0.4 s without a model
     assert [type(a).__name__ for a in m.feed(EotScored(*SPAN, probability=0.8))] == ["EndOfTurn"]
 
 
@@ -415,7 +415,7 @@ def test_a_stale_score_is_ignored() -> None:
 def held() -> TurnTaking:
     m = pause_of(2)
     m.feed(EotScored(*SPAN, probability=0.9))
-    m.feed(TranscriptReady(*SPAN, complete=True))
+    m.feed(TranscriptReady(*SPAN, "complete"))
     drive(m, "..", start=12)
     assert m.state is UserState.HELD
     m.feed(ReplyStarted(1))
@@ -646,7 +646,7 @@ def test_profiles_change_patience_and_interruptibility() -> None:
     for policy, ends in ((base, True), (tutoring, False)):
         m = TurnTaking(policy)
         drive(m, "#" * 10 + ".")
-        m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, complete=True))
+        m.feed(TranscriptReady(1, 0, 10 * VAD_WINDOW, "complete"))
         assert ("EndOfTurn" in kinds(drive(m, "." * 31, start=11))) is ends
 
 
