@@ -48,17 +48,6 @@ too. Where input passes raw the echo gate judges it against the raw echo's level
 not what is left of the echo after AEC3, so an echo passed raw by mistake still cannot start speech;
 and the gate does not learn the echo's level from windows that hold more than echo (``near_end``).
 
-What AEC3 leaves of the echo, Whisper still hears as words ("No.", "What?", "the tide.": measured in
-the barge-in bench, 3 false interruptions in 30 echo turns), so the words of an overlap cannot say
-whether it was the user. Its loudness can: ``louder_than_echo_s`` is the longest run of 10 ms frames
-that came in ``TALKER_DB`` over the echo predicted for them. A user over a -6 dB echo keeps it up for
-80-390 ms, what is left of the echo for 0-40 ms. The prediction uses the delay measured so far, and
-the echo path can change while the agent is quiet (a client's buffer, another route): in each new run
-of agent audio, until a look finds the delay again (``DETECT``, once the run is longer than any delay
-searched), the echo may come from any delay under the last one, or up to ``LATER_FRAMES`` over it
-(measured on a synthetic room: a reply whose echo came 100 ms sooner than the last one's held 200 ms
-"louder than the echo" at its start, and one 100 ms later 90 ms; 30 ms each with this).
-
 One canceller per session (its filter is that call's echo path); not thread-safe: the session's input
 task is its only user.
 """
@@ -90,12 +79,10 @@ TAIL_FRAMES = 5  # an echo frame can come from the reference up to 50 ms before 
 HOLD_FRAMES = 30  # keep what AEC3 eats for 300 ms after the user's frames (it eats them in pieces)
 CONFIRM_FRAMES = 3  # ... once they have been louder than the echo for 30 ms in a row
 NEAR_END_DB = 3.0  # input this much louder than the predicted echo holds someone else too
-TALKER_DB = 6.0  # ... this much louder, frame after frame: a voice of its own (``louder_than_echo_s``)
 ABSENT_LOOKS = 3  # looks in a row with the input quiet while the agent talks: no echo in this run
 ABSENT_FRAMES = 60  # ... each over the last 600 ms (longer than an echo's delay), the agent talking
 ABSENT_DB = 35.0  # ... half of it at least, and the input this far under it (an echo: 6-30 dB)
 NEW_RUN_FRAMES = 150  # the agent silent this long (1.5 s): its next reply is looked at afresh
-LATER_FRAMES = 10  # ... until a look finds its delay again, its echo may come this much later too
 
 
 class FarEnd:
@@ -162,9 +149,6 @@ class EchoCanceller:
         # index on the input timeline: where it is well over, someone is talking over the agent.
         self._excess = np.full(int(HISTORY_S * RATE) // FRAME, -np.inf)
         self._raw = np.zeros(len(self._excess), bool)  # ... and whether it passed as it came
-        self._far_quiet = NEW_RUN_FRAMES  # reference frames in a row without the agent talking
-        self._run_age = 0  # reference frames since the current run of agent audio began
-        self._run_sure = False  # ... and whether a look has found the echo's delay in it
 
     def reference(self, pcm16k: npt.NDArray[np.int16], at: int) -> None:
         self.far.add(pcm16k, at)
@@ -200,10 +184,7 @@ class EchoCanceller:
         near_db = self._near_env[n_env - frames :]
         out_db = _dbfs(out.reshape(frames, FRAME))
         # The echo of a frame spreads over the room's tail: the loudest reference of the 50 ms before.
-        # The echo path can change while the agent is quiet (a client's buffer, another route): in a
-        # new run of agent audio, until a look finds the delay again, the echo may come sooner than
-        # the delay measured before, or a little later.
-        predicted = self._echo_source_db(lag, n_env - frames, sure=self._run_sure)
+        predicted = self._echo_source_db(lag, n_env - frames)
         if self.erl_db is None:
             self.erl_db = self._initial_erl(lag)
         echo_db = predicted + self.erl_db
@@ -243,21 +224,6 @@ class EchoCanceller:
             return False
         return bool(np.any(self._frames_in(self._excess, start, end) > NEAR_END_DB))
 
-    def louder_than_echo_s(self, start: int, end: int) -> float | None:
-        """The longest run of 10 ms frames in [start, end) that came in ``TALKER_DB`` louder than the
-        echo predicted for them, in seconds: a voice of its own over the agent (a user talking over
-        a -6 dB echo: 80-390 ms, measured in the barge-in bench); what AEC3 leaves of the echo,
-        which Whisper still hears as words ("No.", "the tide."), has none or a few frames (0-40 ms).
-        None while no echo is detected: nothing to measure against."""
-        if not self.echo_detected:
-            return None
-        louder = self._frames_in(self._excess, start, end) > TALKER_DB
-        best = run = 0
-        for frame in louder:
-            run = run + 1 if frame else 0
-            best = max(best, run)
-        return best * FRAME / RATE
-
     def raw_echo_return(self, start: int, end: int) -> float:
         """If any of [start, end) passed as it came (the user over the echo), the echo's level in
         it relative to the reference (amplitude); else 0."""
@@ -278,13 +244,13 @@ class EchoCanceller:
         lo, hi = start // FRAME, max(-(-end // FRAME), start // FRAME + 1)
         return ring[np.arange(max(lo, hi - len(ring)), hi) % len(ring)]
 
-    def _echo_source_db(self, lag: int, first: int, sure: bool = True) -> npt.NDArray[np.float64]:
+    def _echo_source_db(self, lag: int, first: int) -> npt.NDArray[np.float64]:
         """For each near-end frame from ``first`` to the newest: the loudest reference frame its echo
-        can come from (``lag`` frames before it, or up to TAIL_FRAMES more: a room's tail; not
-        ``sure`` of the delay, any delay under that, or up to LATER_FRAMES over it)."""
+        can come from (``lag`` frames before it, or up to TAIL_FRAMES more: a room's tail)."""
         env = self._far_env
-        early, late = (lag, lag + TAIL_FRAMES) if sure else (0, lag + TAIL_FRAMES + LATER_FRAMES)
-        return np.array([env[max(0, i - late) : i - early + 1].max() for i in range(first, len(env))])
+        return np.array(
+            [env[max(0, i - lag - TAIL_FRAMES) : i - lag + 1].max() for i in range(first, len(env))]
+        )
 
     def _initial_erl(self, lag: int) -> float:
         """The echo's level relative to the reference from the envelopes that detected it."""
@@ -301,14 +267,6 @@ class EchoCanceller:
             new = _dbfs(pcm.reshape(frames, FRAME))[-len(env) :]
             env[: len(env) - len(new)] = env[len(new) :]  # in place: oldest out, newest last
             env[len(env) - len(new) :] = new
-        for db in _dbfs(far.reshape(frames, FRAME)):
-            if db > ACTIVE_DBFS:
-                if self._far_quiet >= NEW_RUN_FRAMES:  # the agent talks after a silence: a new run
-                    self._run_age, self._run_sure = 0, False
-                self._far_quiet = 0
-            else:
-                self._far_quiet += 1
-            self._run_age += 1
         before = self._frames
         self._frames += frames
         if before // 10 == self._frames // 10:  # look every 100 ms
@@ -339,8 +297,6 @@ class EchoCanceller:
         self.echo_score = score
         if score >= DETECT:  # the echo's delay, as last seen clearly (double talk blurs the others)
             self.echo_lag_ms = lag * 10
-            # ... and found again in this run once the run is longer than any delay searched
-            self._run_sure = self._run_sure or self._run_age >= MAX_LAG_FRAMES
         if self._hits >= DETECT_LOOKS:
             if not self.echo_detected:
                 log.debug("echo detected: %d ms after the reference, r=%.2f", self.echo_lag_ms, score)

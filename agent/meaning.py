@@ -163,32 +163,24 @@ def classify_overlap(
     agent_text: str = "",
     avg_logprob: float | None = None,
     tilt_db: float | None = None,
-    louder_than_echo_s: float | None = None,
 ) -> Overlap:
     """What speech over the agent was: "noise" (no words), "echo" (mostly the agent's own recent
     words: its voice came back into the input), "backchannel" (short, and either only words from the
     backchannel list or *wordless*: "mm-hmm", "uh-huh", a laugh, which Whisper hears as "Mama",
-    "Aha", "homeless" with low confidence, ``avg_logprob`` under ``wordless_logprob``, and as one or
-    two words, ``wordless_max_words``: a sentence heard unsure over an echo is still words; or a short hum
+    "Aha", "homeless" with low confidence, ``avg_logprob`` under ``wordless_logprob``; or a short hum
     with the mouth closed, ``tilt_db`` under ``hum_tilt_db``: "mm-hmm", "hmm", whatever the ASR made
     of it), or "interruption" (anything else, and any overlap with a word from ``interrupt_words``
-    that is not a hum, however unsure the ASR was of it). Where the agent's echo comes back
-    (``louder_than_echo_s`` is known), an overlap that was never ``echo_overlap_louder_s`` louder
-    than that echo is "echo" whatever its words: Whisper turns what the canceller leaves of the
-    agent's voice into words of its own ("No.", "What?", "the tide.")."""
+    that is not a hum, however unsure the ASR was of it)."""
     words = _WORD.findall(text.lower())
     if not words:
         return "noise"
-    if louder_than_echo_s is not None and louder_than_echo_s < policy.echo_overlap_louder_s:
-        return "echo"
     short = duration_s <= policy.max_backchannel_s
     if duration_s <= policy.max_hum_s and tilt_db is not None and tilt_db < policy.hum_tilt_db:
         return "backchannel"
     padded = f" {' '.join(words)} "
     if any(f" {w} " in padded for w in policy.interrupt_words):
         return "interruption"  # "Wait." heard unsure: missing a stop costs more than a misheard hum
-    unsure = avg_logprob is not None and avg_logprob < policy.wordless_logprob
-    if short and unsure and len(words) <= policy.wordless_max_words:
+    if short and avg_logprob is not None and avg_logprob < policy.wordless_logprob:
         return "backchannel"
     if _mostly_own_words(words, agent_text):
         return "echo"

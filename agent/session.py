@@ -138,7 +138,6 @@ class _OverlapDone:
     text: str
     avg_logprob: float | None = None
     tilt_db: float | None = None
-    louder_than_echo_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,20 +321,16 @@ class Session:
                 self._emit(DtmfReceived(self.turns.turn_id, digit))
             case ConfigureIn(options=options):
                 self._configure(options)
-            case _OverlapDone(start=start, end=end, text=text) as done:
+            case _OverlapDone(start=start, end=end, text=text, avg_logprob=logprob, tilt_db=tilt):
                 log.debug(
-                    "%s: over the agent: %r (log-probability %s, tilt %s dB, louder than echo %s s)",
+                    "%s: over the agent: %r (log-probability %s, tilt %s dB)",
                     self.session_id,
                     text,
-                    done.avg_logprob,
-                    done.tilt_db,
-                    done.louder_than_echo_s,
+                    logprob,
+                    tilt,
                 )
                 agent_text = self._live.reply.said_text if self._live is not None else ""
-                heard = OverlapHeard(
-                    start, end, text, agent_text, done.avg_logprob, done.tilt_db, done.louder_than_echo_s
-                )
-                await self._feed(heard)
+                await self._feed(OverlapHeard(start, end, text, agent_text, logprob, tilt))
             case _AsrDone(turn_id=tid, start=start, end=end, text=text):
                 await self._feed(TranscriptReady(tid, start, end, transcript_reading(text)))
             case _EotDone(turn_id=tid, start=start, end=end, probability=p):
@@ -399,9 +394,7 @@ class Session:
                 self._output.resume()
             case ClassifyOverlap(start_sample=start, end_sample=end):
                 overlap = self.hearing.transcribe(start, self.hearing.tail(end), AsrPurpose.OVERLAP)
-                # Measured now, while the canceller still holds the overlap's frames.
-                louder = self.hearing.louder_than_echo_s(start, end)
-                overlap.add_done_callback(functools.partial(self._overlap_done, start, end, louder))
+                overlap.add_done_callback(functools.partial(self._overlap_done, start, end))
             case Speculate(turn_id=tid, start_sample=start, end_sample=end):
                 self._speculate(tid, start, end)
             case SpeechResumed():
@@ -416,14 +409,13 @@ class Session:
                 self._go_live(reply, self._spawn(reply.to_text(text.text, verbatim=text.verbatim), tid))
 
     # -- model results, back on the loop ---------------------------------------------------------
-    def _overlap_done(
-        self, start: int, end: int, louder: float | None, future: asyncio.Future[Transcript]
-    ) -> None:
+    def _overlap_done(self, start: int, end: int, future: asyncio.Future[Transcript]) -> None:
         # No words heard (or the pass failed): nothing comes back and the timeout resumes the agent.
         if not future.cancelled() and future.exception() is None:
             heard = future.result()
-            tilt = self.hearing.tilt_db(start, end)
-            self._put(_OverlapDone(start, end, heard.text, heard.avg_logprob, tilt, louder))
+            self._put(
+                _OverlapDone(start, end, heard.text, heard.avg_logprob, self.hearing.tilt_db(start, end))
+            )
 
     def _score_pause(self, tid: int, start: int, end: int) -> asyncio.Future[EotScore] | None:
         """Ask the end-of-turn model about the utterance so far (its last 8 s, up to now)."""

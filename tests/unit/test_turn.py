@@ -598,9 +598,6 @@ def test_the_agents_own_words_heard_back_are_echo(heard: str, verdict: str) -> N
         ("Holden.", 0.40, -1.20, "backchannel"),  # a listed phrase counts only as its own words
         ("Mama.", 0.46, None, "interruption"),  # confidence unknown: the words decide
         ("Mama mia, stop that now", 1.6, -1.3, "interruption"),  # too long for a backchannel
-        # a sentence heard unsure (over an echo, in pieces) is words, however short its last piece
-        ("What is it capital?", 0.45, -1.15, "interruption"),
-        ("I could have a question.", 0.5, -1.88, "interruption"),
     ],
 )
 def test_a_wordless_overlap_is_a_backchannel(
@@ -634,35 +631,6 @@ def test_echo_heard_back_resumes_the_agent() -> None:
     m = agent_talking()
     overlap(m, "#" * 8 + ".")
     heard = OverlapHeard(18 * VAD_WINDOW, 26 * VAD_WINDOW, "a kingdom by the sea", AGENT)
-    assert m.feed(heard) == [ResumeReply(1)]
-
-
-@pytest.mark.parametrize(
-    ("text", "louder_s", "verdict"),
-    [
-        # What the canceller left of the agent's voice, heard as words: never louder than the echo
-        # for long (0-40 ms in the barge-in bench), whatever the words, interrupt words too.
-        ("No.", 0.0, "echo"),
-        ("the tide.", 0.02, "echo"),
-        ("Wait.", 0.05, "echo"),
-        # A user over the echo (80-390 ms in the bench) is judged by their words as ever.
-        ("Wait.", 0.08, "interruption"),
-        ("What is the capital of Italy?", 0.3, "interruption"),
-        ("Mm-hmm.", 0.1, "backchannel"),
-        # No echo heard (no canceller, or it found none): nothing to measure against.
-        ("No.", None, "interruption"),
-    ],
-)
-def test_an_overlap_never_louder_than_the_agents_echo_is_the_echo(
-    text: str, louder_s: float | None, verdict: str
-) -> None:
-    assert classify_overlap(text, 0.5, TurnPolicy(), louder_than_echo_s=louder_s) == verdict
-
-
-def test_speech_over_the_echo_no_louder_than_it_lets_the_agent_go_on() -> None:
-    m = agent_talking()
-    overlap(m, "#" * 8 + ".")
-    heard = OverlapHeard(18 * VAD_WINDOW, 26 * VAD_WINDOW, "Stop.", louder_than_echo_s=0.03)
     assert m.feed(heard) == [ResumeReply(1)]
 
 
