@@ -81,6 +81,7 @@ class TurnPolicy:
     false_interruption_timeout_s: float = 1.0  # no words this long after the overlap: the agent resumes
     max_backchannel_s: float = 1.2  # a backchannel is shorter than this
     wordless_logprob: float = -0.95  # an overlap the ASR hears with less confidence is not words
+    wordless_max_words: int = 2  # ... if it heard this few different words ("Mama.", "ha ha ha")
     hum_tilt_db: float = -22.0  # an overlap with less high-frequency energy than this is a hum
     max_hum_s: float = 0.8  # ... if it is this short
     backchannels: frozenset[str] = frozenset(

@@ -167,10 +167,12 @@ def classify_overlap(
     """What speech over the agent was: "noise" (no words), "echo" (mostly the agent's own recent
     words: its voice came back into the input), "backchannel" (short, and either only words from the
     backchannel list or *wordless*: "mm-hmm", "uh-huh", a laugh, which Whisper hears as "Mama",
-    "Aha", "homeless" with low confidence, ``avg_logprob`` under ``wordless_logprob``; or a short hum
-    with the mouth closed, ``tilt_db`` under ``hum_tilt_db``: "mm-hmm", "hmm", whatever the ASR made
-    of it), or "interruption" (anything else, and any overlap with a word from ``interrupt_words``
-    that is not a hum, however unsure the ASR was of it)."""
+    "Aha", "homeless" with low confidence, ``avg_logprob`` under ``wordless_logprob``, and as at most
+    ``wordless_max_words`` different words ("ha ha ha" is one): a sentence heard unsure, over an echo
+    or cut into pieces, is still words; or a short hum with the mouth closed, ``tilt_db`` under
+    ``hum_tilt_db``: "mm-hmm", "hmm", whatever the ASR made of it), or "interruption" (anything
+    else, and any overlap with a word from ``interrupt_words`` that is not a hum, however unsure the
+    ASR was of it)."""
     words = _WORD.findall(text.lower())
     if not words:
         return "noise"
@@ -180,7 +182,8 @@ def classify_overlap(
     padded = f" {' '.join(words)} "
     if any(f" {w} " in padded for w in policy.interrupt_words):
         return "interruption"  # "Wait." heard unsure: missing a stop costs more than a misheard hum
-    if short and avg_logprob is not None and avg_logprob < policy.wordless_logprob:
+    unsure = avg_logprob is not None and avg_logprob < policy.wordless_logprob
+    if short and unsure and len(set(words)) <= policy.wordless_max_words:
         return "backchannel"
     if _mostly_own_words(words, agent_text):
         return "echo"

@@ -598,6 +598,11 @@ def test_the_agents_own_words_heard_back_are_echo(heard: str, verdict: str) -> N
         ("Holden.", 0.40, -1.20, "backchannel"),  # a listed phrase counts only as its own words
         ("Mama.", 0.46, None, "interruption"),  # confidence unknown: the words decide
         ("Mama mia, stop that now", 1.6, -1.3, "interruption"),  # too long for a backchannel
+        ("Ha ha ha.", 0.7, -1.4, "backchannel"),  # a laugh: one word, said again
+        # a sentence heard unsure (over an echo, in pieces) is words, however short its last piece
+        # (both missed interruptions of the echo barge-in bench, 2026-12-04)
+        ("What is it capital?", 0.45, -1.15, "interruption"),
+        ("I could have a question.", 0.5, -1.88, "interruption"),
     ],
 )
 def test_a_wordless_overlap_is_a_backchannel(
