@@ -48,6 +48,19 @@ too. Where input passes raw the echo gate judges it against the raw echo's level
 not what is left of the echo after AEC3, so an echo passed raw by mistake still cannot start speech;
 and the gate does not learn the echo's level from windows that hold more than echo (``near_end``).
 
+What AEC3 leaves of the echo, Whisper still hears as words ("No.", "What?", "the tide.": every false
+interruption in a 60-turn trace of the echo barge-in bench), so the words of an overlap cannot say
+whether it was the user. Its loudness can: ``louder_than_echo_s`` is the longest run of 10 ms frames
+that came in ``TALKER_DB`` over the echo predicted for them. A user over a -6 dB echo keeps it up for
+80-380 ms, what is left of the echo for 0-40 ms. The prediction uses the delay measured so far, and
+the echo path can change while the agent is quiet (a client's buffer, another route): a reply whose
+echo came 100 ms sooner than the last one's read 90-200 ms "louder than the echo" at its start. So
+in each new run of agent audio (after 1.5 s of silence, or a new reply: ``reply_started``), until a
+look finds the delay again (``DETECT``, once the run is longer than any delay searched), this
+measure lets the echo come from any delay under the last one, or up to ``LATER_FRAMES`` over it.
+Only this measure: what AEC3's output keeps of the user (above) goes on using the delay it knows,
+since a wider prediction would swallow a caller who talks early in a reply.
+
 One canceller per session (its filter is that call's echo path); not thread-safe: the session's input
 task is its only user.
 """
@@ -79,10 +92,12 @@ TAIL_FRAMES = 5  # an echo frame can come from the reference up to 50 ms before 
 HOLD_FRAMES = 30  # keep what AEC3 eats for 300 ms after the user's frames (it eats them in pieces)
 CONFIRM_FRAMES = 3  # ... once they have been louder than the echo for 30 ms in a row
 NEAR_END_DB = 3.0  # input this much louder than the predicted echo holds someone else too
+TALKER_DB = 6.0  # ... this much louder, frame after frame: a voice of its own (``louder_than_echo_s``)
 ABSENT_LOOKS = 3  # looks in a row with the input quiet while the agent talks: no echo in this run
 ABSENT_FRAMES = 60  # ... each over the last 600 ms (longer than an echo's delay), the agent talking
 ABSENT_DB = 35.0  # ... half of it at least, and the input this far under it (an echo: 6-30 dB)
 NEW_RUN_FRAMES = 150  # the agent silent this long (1.5 s): its next reply is looked at afresh
+LATER_FRAMES = 10  # ... until a look finds its delay again, its echo may come this much later too
 
 
 class FarEnd:
@@ -149,9 +164,20 @@ class EchoCanceller:
         # index on the input timeline: where it is well over, someone is talking over the agent.
         self._excess = np.full(int(HISTORY_S * RATE) // FRAME, -np.inf)
         self._raw = np.zeros(len(self._excess), bool)  # ... and whether it passed as it came
+        # ... and over the echo from any delay it may come from now (``louder_than_echo_s``)
+        self._louder = np.full(len(self._excess), -np.inf)
+        self._far_quiet = NEW_RUN_FRAMES  # reference frames in a row without the agent talking
+        self._new_reply = False  # a reply has begun: its first audio starts a new run
+        self._run_age = 0  # reference frames since the current run of agent audio began
+        self._run_sure = False  # ... and whether a look has found the echo's delay in it
 
     def reference(self, pcm16k: npt.NDArray[np.int16], at: int) -> None:
         self.far.add(pcm16k, at)
+
+    def reply_started(self) -> None:
+        """The agent begins a new reply: its echo may come by another path than the last one's (see
+        the module docstring), however soon after it."""
+        self._new_reply = True
 
     def process(self, near: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
         buf = np.concatenate([self._pending, near]) if len(self._pending) else near
@@ -166,7 +192,7 @@ class EchoCanceller:
         self._watch(near, far)
         if not self.echo_detected:
             idx = self._ring_slots(n)
-            self._excess[idx], self._raw[idx] = -np.inf, False
+            self._excess[idx], self._raw[idx], self._louder[idx] = -np.inf, False, -np.inf
             return near
         return self._keep_near_end(near, out)
 
@@ -190,6 +216,11 @@ class EchoCanceller:
         echo_db = predicted + self.erl_db
         idx = self._ring_slots(len(near))
         self._excess[idx] = np.where(near_db > ACTIVE_DBFS, near_db - echo_db, -np.inf)
+        if self._run_sure:
+            self._louder[idx] = self._excess[idx]
+        else:  # the delay not found again in this run: the echo may come from any delay near it
+            anywhere = self._echo_source_db(lag, n_env - frames, sure=False) + self.erl_db
+            self._louder[idx] = np.where(near_db > ACTIVE_DBFS, near_db - anywhere, -np.inf)
         eaten = out_db < near_db - EATEN_DB
         louder = (near_db > echo_db + DOUBLE_TALK_DB) & eaten & (near_db > ACTIVE_DBFS)
         talking = np.zeros(frames, bool)
@@ -224,6 +255,20 @@ class EchoCanceller:
             return False
         return bool(np.any(self._frames_in(self._excess, start, end) > NEAR_END_DB))
 
+    def louder_than_echo_s(self, start: int, end: int) -> float | None:
+        """The longest run of 10 ms frames in [start, end) that came in ``TALKER_DB`` louder than
+        any echo the agent's audio could have made of them, in seconds: a voice of its own over the
+        agent (a user over a -6 dB echo: 80-380 ms in the barge-in bench); what AEC3 leaves of the
+        echo, which Whisper still hears as words ("No.", "the tide."), has a few frames (0-40 ms).
+        None while no echo is detected: nothing to measure against."""
+        if not self.echo_detected:
+            return None
+        best = run = 0
+        for louder in self._frames_in(self._louder, start, end) > TALKER_DB:
+            run = run + 1 if louder else 0
+            best = max(best, run)
+        return best * FRAME / RATE
+
     def raw_echo_return(self, start: int, end: int) -> float:
         """If any of [start, end) passed as it came (the user over the echo), the echo's level in
         it relative to the reference (amplitude); else 0."""
@@ -244,13 +289,13 @@ class EchoCanceller:
         lo, hi = start // FRAME, max(-(-end // FRAME), start // FRAME + 1)
         return ring[np.arange(max(lo, hi - len(ring)), hi) % len(ring)]
 
-    def _echo_source_db(self, lag: int, first: int) -> npt.NDArray[np.float64]:
+    def _echo_source_db(self, lag: int, first: int, sure: bool = True) -> npt.NDArray[np.float64]:
         """For each near-end frame from ``first`` to the newest: the loudest reference frame its echo
-        can come from (``lag`` frames before it, or up to TAIL_FRAMES more: a room's tail)."""
+        can come from (``lag`` frames before it, or up to TAIL_FRAMES more: a room's tail; not
+        ``sure`` of the delay, any delay under that, or up to LATER_FRAMES over it)."""
         env = self._far_env
-        return np.array(
-            [env[max(0, i - lag - TAIL_FRAMES) : i - lag + 1].max() for i in range(first, len(env))]
-        )
+        early, late = (lag, lag + TAIL_FRAMES) if sure else (0, lag + TAIL_FRAMES + LATER_FRAMES)
+        return np.array([env[max(0, i - late) : i - early + 1].max() for i in range(first, len(env))])
 
     def _initial_erl(self, lag: int) -> float:
         """The echo's level relative to the reference from the envelopes that detected it."""
@@ -267,6 +312,14 @@ class EchoCanceller:
             new = _dbfs(pcm.reshape(frames, FRAME))[-len(env) :]
             env[: len(env) - len(new)] = env[len(new) :]  # in place: oldest out, newest last
             env[len(env) - len(new) :] = new
+        for db in self._far_env[-frames:]:
+            if db > ACTIVE_DBFS:
+                if self._far_quiet >= NEW_RUN_FRAMES or self._new_reply:  # a new run of agent audio
+                    self._run_age, self._run_sure, self._new_reply = 0, False, False
+                self._far_quiet = 0
+            else:
+                self._far_quiet += 1
+            self._run_age += 1
         before = self._frames
         self._frames += frames
         if before // 10 == self._frames // 10:  # look every 100 ms
@@ -297,6 +350,8 @@ class EchoCanceller:
         self.echo_score = score
         if score >= DETECT:  # the echo's delay, as last seen clearly (double talk blurs the others)
             self.echo_lag_ms = lag * 10
+            # ... and found again in this run once the run is longer than any delay searched
+            self._run_sure = self._run_sure or self._run_age >= MAX_LAG_FRAMES
         if self._hits >= DETECT_LOOKS:
             if not self.echo_detected:
                 log.debug("echo detected: %d ms after the reference, r=%.2f", self.echo_lag_ms, score)

@@ -84,6 +84,9 @@ class TurnPolicy:
     wordless_max_words: int = 2  # ... if it heard this few different words ("Mama.", "ha ha ha")
     hum_tilt_db: float = -22.0  # an overlap with less high-frequency energy than this is a hum
     max_hum_s: float = 0.8  # ... if it is this short
+    # While the agent's echo comes back, an overlap never this long louder than that echo is the echo,
+    # whatever the ASR made of it (a user over a -6 dB echo: 80 ms and more; the echo: 0-40 ms).
+    echo_overlap_louder_s: float = 0.06
     backchannels: frozenset[str] = frozenset(
         {"uh-huh", "uh huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "yeah", "yes", "yep", "right", "okay",
          "ok", "sure", "i see", "got it", "uh", "um", "ah", "oh", "wow", "cool", "nice", "alright", "true"}

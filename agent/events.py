@@ -266,6 +266,8 @@ class OverlapHeard:
     agent_text: str = ""  # what the agent was saying around then (its own words, heard back = echo)
     avg_logprob: float | None = None  # the ASR's confidence that those were words (agent/asr/base.py)
     tilt_db: float | None = None  # high against low frequencies (agent/hearing.py): a closed-mouth hum?
+    # The longest stretch louder than the agent's echo could be (agent/aec.py); None: no echo heard.
+    louder_than_echo_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

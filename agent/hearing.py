@@ -186,6 +186,16 @@ class Hearing:
             return None
         return 10.0 * float(np.log10(high / low + 1e-12))
 
+    def reply_started(self) -> None:
+        """The agent begins a reply: the canceller looks for its echo's delay afresh (agent/aec.py)."""
+        if self.aec is not None:
+            self.aec.reply_started()
+
+    def louder_than_echo_s(self, start: int, end: int) -> float | None:
+        """How long [start, end) held a voice louder than the agent's echo (agent/aec.py), or None
+        where there is no canceller or it hears no echo."""
+        return self.aec.louder_than_echo_s(start, end) if self.aec is not None else None
+
     def close(self) -> None:
         """Cancel every ASR pass not done yet (the session is over: queued ones never run)."""
         for future in list(self._passes):

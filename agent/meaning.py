@@ -163,6 +163,7 @@ def classify_overlap(
     agent_text: str = "",
     avg_logprob: float | None = None,
     tilt_db: float | None = None,
+    louder_than_echo_s: float | None = None,
 ) -> Overlap:
     """What speech over the agent was: "noise" (no words), "echo" (mostly the agent's own recent
     words: its voice came back into the input), "backchannel" (short, and either only words from the
@@ -172,10 +173,15 @@ def classify_overlap(
     or cut into pieces, is still words; or a short hum with the mouth closed, ``tilt_db`` under
     ``hum_tilt_db``: "mm-hmm", "hmm", whatever the ASR made of it), or "interruption" (anything
     else, and any overlap with a word from ``interrupt_words`` that is not a hum, however unsure the
-    ASR was of it)."""
+    ASR was of it). Where the agent's echo comes back (``louder_than_echo_s`` is known, see
+    agent/aec.py), an overlap that was never ``echo_overlap_louder_s`` louder than that echo is
+    "echo" whatever its words: Whisper turns what the canceller leaves of the agent's voice into
+    words of its own ("No.", "What?", "the tide.")."""
     words = _WORD.findall(text.lower())
     if not words:
         return "noise"
+    if louder_than_echo_s is not None and louder_than_echo_s < policy.echo_overlap_louder_s:
+        return "echo"
     short = duration_s <= policy.max_backchannel_s
     if duration_s <= policy.max_hum_s and tilt_db is not None and tilt_db < policy.hum_tilt_db:
         return "backchannel"

@@ -138,6 +138,7 @@ class _OverlapDone:
     text: str
     avg_logprob: float | None = None
     tilt_db: float | None = None
+    louder_than_echo_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,16 +322,20 @@ class Session:
                 self._emit(DtmfReceived(self.turns.turn_id, digit))
             case ConfigureIn(options=options):
                 self._configure(options)
-            case _OverlapDone(start=start, end=end, text=text, avg_logprob=logprob, tilt_db=tilt):
+            case _OverlapDone(start=start, end=end, text=text) as done:
                 log.debug(
-                    "%s: over the agent: %r (log-probability %s, tilt %s dB)",
+                    "%s: over the agent: %r (log-probability %s, tilt %s dB, louder than echo %s s)",
                     self.session_id,
                     text,
-                    logprob,
-                    tilt,
+                    done.avg_logprob,
+                    done.tilt_db,
+                    done.louder_than_echo_s,
                 )
                 agent_text = self._live.reply.said_text if self._live is not None else ""
-                await self._feed(OverlapHeard(start, end, text, agent_text, logprob, tilt))
+                heard = OverlapHeard(
+                    start, end, text, agent_text, done.avg_logprob, done.tilt_db, done.louder_than_echo_s
+                )
+                await self._feed(heard)
             case _AsrDone(turn_id=tid, start=start, end=end, text=text):
                 await self._feed(TranscriptReady(tid, start, end, transcript_reading(text)))
             case _EotDone(turn_id=tid, start=start, end=end, probability=p):
@@ -394,7 +399,9 @@ class Session:
                 self._output.resume()
             case ClassifyOverlap(start_sample=start, end_sample=end):
                 overlap = self.hearing.transcribe(start, self.hearing.tail(end), AsrPurpose.OVERLAP)
-                overlap.add_done_callback(functools.partial(self._overlap_done, start, end))
+                # Measured now, while the canceller still holds the overlap's frames.
+                louder = self.hearing.louder_than_echo_s(start, end)
+                overlap.add_done_callback(functools.partial(self._overlap_done, start, end, louder))
             case Speculate(turn_id=tid, start_sample=start, end_sample=end):
                 self._speculate(tid, start, end)
             case SpeechResumed():
@@ -409,13 +416,14 @@ class Session:
                 self._go_live(reply, self._spawn(reply.to_text(text.text, verbatim=text.verbatim), tid))
 
     # -- model results, back on the loop ---------------------------------------------------------
-    def _overlap_done(self, start: int, end: int, future: asyncio.Future[Transcript]) -> None:
+    def _overlap_done(
+        self, start: int, end: int, louder: float | None, future: asyncio.Future[Transcript]
+    ) -> None:
         # No words heard (or the pass failed): nothing comes back and the timeout resumes the agent.
         if not future.cancelled() and future.exception() is None:
             heard = future.result()
-            self._put(
-                _OverlapDone(start, end, heard.text, heard.avg_logprob, self.hearing.tilt_db(start, end))
-            )
+            tilt = self.hearing.tilt_db(start, end)
+            self._put(_OverlapDone(start, end, heard.text, heard.avg_logprob, tilt, louder))
 
     def _score_pause(self, tid: int, start: int, end: int) -> asyncio.Future[EotScore] | None:
         """Ask the end-of-turn model about the utterance so far (its last 8 s, up to now)."""
@@ -553,6 +561,7 @@ class Session:
         if self._live is not None and not self._live.task.done():
             self._live.task.cancel()
         self.turns.feed(ReplyStarted(reply.turn_id))
+        self.hearing.reply_started()
         task.add_done_callback(functools.partial(self._reply_finished, reply))
         self._live = _Live(reply, task)
 

@@ -579,7 +579,13 @@ class TurnTaking:
         # overlap longer (a short wordless one stays a backchannel however it was joined).
         duration_s = (heard.end_sample - self._onset_own_start) / VAD_RATE
         verdict = classify_overlap(
-            heard.text, duration_s, self.policy, heard.agent_text, heard.avg_logprob, heard.tilt_db
+            heard.text,
+            duration_s,
+            self.policy,
+            heard.agent_text,
+            heard.avg_logprob,
+            heard.tilt_db,
+            heard.louder_than_echo_s,
         )
         if verdict != "interruption":
             return self._resume_reply()

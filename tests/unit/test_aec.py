@@ -234,3 +234,73 @@ def test_an_echo_is_never_taken_for_none_even_right_after_the_user_spoke(
         user = np.zeros(len(far))
         user[int(0.2 * RATE) : 2 * RATE] = talker(1.8, seed=seed + 10, pitch_hz=210) * 0.3
         assert not any(_absence(i16(user + room(far, delay_s, gain_db)), i16(far)))
+
+
+def test_only_a_voice_of_its_own_is_louder_than_the_echo_for_long_even_when_the_echo_path_moved() -> None:
+    """``louder_than_echo_s``: the echo alone is never louder than predicted for long, not even at
+    the start of a reply whose echo comes 100 ms sooner, or 100 ms later, than the last one's (the
+    path changed while the agent was quiet); a user over it, at the agent's level, is."""
+    gap = np.zeros(int(2.0 * RATE))  # longer than a pause inside a reply: the next one is a new run
+    runs = [talker(4.0, seed=8 + k, pitch_hz=120 + 10 * k) * 0.5 for k in range(3)]
+    delays = (0.15, 0.05, 0.15)  # 100 ms sooner, then 100 ms later
+    far = np.concatenate([runs[0], gap, runs[1], gap, runs[2]])
+    echo = np.zeros(len(far))
+    for k, delay in enumerate(delays):
+        alone = np.zeros(len(far))
+        start = k * (len(runs[0]) + len(gap))
+        alone[start : start + len(runs[k])] = runs[k]
+        echo += room(alone, delay_s=delay, gain_db=-6)
+    user = np.zeros(len(far))
+    talk = slice(int(14.5 * RATE), int(15.5 * RATE))  # 2.5 s into the third reply
+    user[talk] = talker(1.0, seed=11, pitch_hz=210) * 0.5  # 6 dB over the echo
+    near, reference = i16(echo + user), i16(far)
+    aec = EchoCanceller()
+    measured: dict[str, float | None] = {}
+    spans = {  # measured when the input has just passed the span's end (the canceller keeps 4 s)
+        "before the echo is known": (0, int(0.3 * RATE)),
+        "echo alone": (int(2.0 * RATE), int(4.0 * RATE)),
+        "the second reply (sooner)": (int(6.0 * RATE), int(10.0 * RATE)),
+        "the third reply (later)": (int(12.0 * RATE), int(14.5 * RATE)),
+        "the user over the echo": (talk.start, talk.stop),
+    }
+    for i in range(0, len(near), 320):
+        aec.reference(reference[i : i + 320], aec.position)
+        aec.process(near[i : i + 320])
+        for name, (start, end) in spans.items():
+            if end <= aec.position < end + 320:
+                measured[name] = aec.louder_than_echo_s(start, end)
+    assert measured.pop("before the echo is known") is None
+    assert measured.pop("the user over the echo") >= 0.1, measured  # type: ignore[operator]
+    for name, louder in measured.items():
+        assert louder is not None and louder < 0.06, (name, measured)
+
+
+@pytest.mark.parametrize("told", [True, False])
+def test_a_new_reply_soon_after_the_last_is_looked_at_afresh_when_the_session_says_so(told: bool) -> None:
+    """A reply that follows the last one within 0.3 s (no silence long enough to start a new run)
+    whose echo comes 100 ms sooner: told that a reply began, the canceller does not trust the old
+    delay, and the echo alone is not louder than the echo for long; not told, it reads as a voice."""
+    gap = np.zeros(int(0.3 * RATE))
+    runs = [talker(4.0, seed=21 + k, pitch_hz=130 + 10 * k) * 0.5 for k in range(2)]
+    delays = (0.15, 0.05)
+    far = np.concatenate([runs[0], gap, runs[1]])
+    echo = np.zeros(len(far))
+    for k, delay in enumerate(delays):
+        alone = np.zeros(len(far))
+        start = k * (len(runs[0]) + len(gap))
+        alone[start : start + len(runs[k])] = runs[k]
+        echo += room(alone, delay_s=delay, gain_db=-6)
+    near, reference = i16(echo), i16(far)
+    second = len(runs[0]) + len(gap)
+    span = (second, second + int(1.0 * RATE))  # the second reply's first second
+    aec = EchoCanceller()
+    louder: float | None = None
+    for i in range(0, len(near), 320):
+        if told and i == second:
+            aec.reply_started()
+        aec.reference(reference[i : i + 320], aec.position)
+        aec.process(near[i : i + 320])
+        if span[1] <= aec.position < span[1] + 320:
+            louder = aec.louder_than_echo_s(*span)
+    assert louder is not None
+    assert (louder < 0.06) is told, louder

@@ -639,6 +639,35 @@ def test_echo_heard_back_resumes_the_agent() -> None:
     assert m.feed(heard) == [ResumeReply(1)]
 
 
+@pytest.mark.parametrize(
+    ("text", "louder_s", "verdict"),
+    [
+        # What the canceller left of the agent's voice, heard as words: never louder than the echo
+        # for long (0-40 ms in the barge-in bench), whatever the words, interrupt words too.
+        ("No.", 0.0, "echo"),
+        ("the tide.", 0.02, "echo"),
+        ("Wait.", 0.05, "echo"),
+        # A user over the echo (80-390 ms in the bench) is judged by their words as ever.
+        ("Wait.", 0.08, "interruption"),
+        ("What is the capital of Italy?", 0.3, "interruption"),
+        ("Mm-hmm.", 0.1, "backchannel"),
+        # No echo heard (no canceller, or it found none): nothing to measure against.
+        ("No.", None, "interruption"),
+    ],
+)
+def test_an_overlap_never_louder_than_the_agents_echo_is_the_echo(
+    text: str, louder_s: float | None, verdict: str
+) -> None:
+    assert classify_overlap(text, 0.5, TurnPolicy(), louder_than_echo_s=louder_s) == verdict
+
+
+def test_speech_over_the_echo_no_louder_than_it_lets_the_agent_go_on() -> None:
+    m = agent_talking()
+    overlap(m, "#" * 8 + ".")
+    heard = OverlapHeard(18 * VAD_WINDOW, 26 * VAD_WINDOW, "Stop.", louder_than_echo_s=0.03)
+    assert m.feed(heard) == [ResumeReply(1)]
+
+
 def test_profiles_change_patience_and_interruptibility() -> None:
     base = TurnPolicy()
     tutoring, phone = with_profile(base, "tutoring"), with_profile(base, "phone")
