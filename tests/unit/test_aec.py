@@ -236,6 +236,21 @@ def test_an_echo_is_never_taken_for_none_even_right_after_the_user_spoke(
         assert not any(_absence(i16(user + room(far, delay_s, gain_db)), i16(far)))
 
 
+def _replies(
+    runs: list[npt.NDArray[np.float64]], gap: npt.NDArray[np.float64], delays: tuple[float, ...]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Replies of the agent with ``gap`` between them (the far end), and their echo at -6 dB, each
+    reply's after its own delay (the echo path moved between them)."""
+    far = np.concatenate([part for run in runs for part in (gap, run)][1:])
+    echo = np.zeros(len(far))
+    for k, delay in enumerate(delays):
+        alone = np.zeros(len(far))
+        start = k * (len(runs[0]) + len(gap))
+        alone[start : start + len(runs[k])] = runs[k]
+        echo += room(alone, delay_s=delay, gain_db=-6)
+    return far, echo
+
+
 def test_only_a_voice_of_its_own_is_louder_than_the_echo_for_long_even_when_the_echo_path_moved() -> None:
     """``louder_than_echo_s``: the echo alone is never louder than predicted for long, not even at
     the start of a reply whose echo comes 100 ms sooner, or 100 ms later, than the last one's (the
@@ -243,13 +258,7 @@ def test_only_a_voice_of_its_own_is_louder_than_the_echo_for_long_even_when_the_
     gap = np.zeros(int(2.0 * RATE))  # longer than a pause inside a reply: the next one is a new run
     runs = [talker(4.0, seed=8 + k, pitch_hz=120 + 10 * k) * 0.5 for k in range(3)]
     delays = (0.15, 0.05, 0.15)  # 100 ms sooner, then 100 ms later
-    far = np.concatenate([runs[0], gap, runs[1], gap, runs[2]])
-    echo = np.zeros(len(far))
-    for k, delay in enumerate(delays):
-        alone = np.zeros(len(far))
-        start = k * (len(runs[0]) + len(gap))
-        alone[start : start + len(runs[k])] = runs[k]
-        echo += room(alone, delay_s=delay, gain_db=-6)
+    far, echo = _replies(runs, gap, delays)
     user = np.zeros(len(far))
     talk = slice(int(14.5 * RATE), int(15.5 * RATE))  # 2.5 s into the third reply
     user[talk] = talker(1.0, seed=11, pitch_hz=210) * 0.5  # 6 dB over the echo
@@ -283,13 +292,7 @@ def test_a_new_reply_soon_after_the_last_is_looked_at_afresh_when_the_session_sa
     gap = np.zeros(int(0.3 * RATE))
     runs = [talker(4.0, seed=21 + k, pitch_hz=130 + 10 * k) * 0.5 for k in range(2)]
     delays = (0.15, 0.05)
-    far = np.concatenate([runs[0], gap, runs[1]])
-    echo = np.zeros(len(far))
-    for k, delay in enumerate(delays):
-        alone = np.zeros(len(far))
-        start = k * (len(runs[0]) + len(gap))
-        alone[start : start + len(runs[k])] = runs[k]
-        echo += room(alone, delay_s=delay, gain_db=-6)
+    far, echo = _replies(runs, gap, delays)
     near, reference = i16(echo), i16(far)
     second = len(runs[0]) + len(gap)
     span = (second, second + int(1.0 * RATE))  # the second reply's first second
