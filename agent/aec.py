@@ -166,7 +166,6 @@ class EchoCanceller:
         self._raw = np.zeros(len(self._excess), bool)  # ... and whether it passed as it came
         # ... and over the echo from any delay it may come from now (``louder_than_echo_s``)
         self._louder = np.full(len(self._excess), -np.inf)
-        self._far_quiet = NEW_RUN_FRAMES  # reference frames in a row without the agent talking
         self._new_reply = False  # a reply has begun: its first audio starts a new run
         self._run_age = 0  # reference frames since the current run of agent audio began
         self._run_sure = False  # ... and whether a look has found the echo's delay in it
@@ -312,13 +311,14 @@ class EchoCanceller:
             new = _dbfs(pcm.reshape(frames, FRAME))[-len(env) :]
             env[: len(env) - len(new)] = env[len(new) :]  # in place: oldest out, newest last
             env[len(env) - len(new) :] = new
-        for db in self._far_env[-frames:]:
-            if db > ACTIVE_DBFS:
-                if self._far_quiet >= NEW_RUN_FRAMES or self._new_reply:  # a new run of agent audio
-                    self._run_age, self._run_sure, self._new_reply = 0, False, False
-                self._far_quiet = 0
-            else:
-                self._far_quiet += 1
+        # A new run of agent audio: the agent talks after NEW_RUN_FRAMES of silence, or in a new reply.
+        # (An input chunk is at most 1 s, so the envelope still holds the silence before each frame.)
+        env = self._far_env
+        for i in range(len(env) - min(frames, len(env)), len(env)):
+            if env[i] > ACTIVE_DBFS and (
+                self._new_reply or not np.any(env[max(0, i - NEW_RUN_FRAMES) : i] > ACTIVE_DBFS)
+            ):
+                self._run_age, self._run_sure, self._new_reply = 0, False, False
             self._run_age += 1
         before = self._frames
         self._frames += frames
