@@ -12,7 +12,8 @@ STAMP  := $(VENV)/.installed
 # first time (~8 min on 2 cores, see LLAMA below); later installs take seconds.
 # pipecat-ai ships the Smart Turn end-of-turn model (a file voxloop reads; it never imports pipecat):
 # --no-deps, since its dependencies are a whole framework voxloop does not use. It cannot be a
-# pyproject dependency for that reason (pip has no per-requirement --no-deps).
+# pyproject dependency for that reason (pip has no per-requirement --no-deps). resemblyzer likewise:
+# its speaker-encoder weights are a file voxloop reads; its own code needs librosa and webrtcvad.
 # llama.cpp is built for this CPU (-march=native) but without its AMX kernels: on a CPU with AMX
 # (Sapphire Rapids and later) the AMX matrix multiply segfaults on the first prompt of more than one
 # token (llama-cpp-python 0.3.36; ggml-org/llama.cpp#20824), and AVX-512 is as fast for a 0.5B model.
@@ -32,7 +33,7 @@ $(STAMP): pyproject.toml
 	  CFLAGS="$(LLAMA_FLAGS)" CXXFLAGS="$(LLAMA_FLAGS)" \
 	  $(BIN)/pip wheel --no-deps --no-cache-dir -w $(WHEELS) $(LLAMA)
 	$(BIN)/pip install --find-links $(WHEELS) torch==2.13.0 -e ".[dev,accurate]"
-	$(BIN)/pip install --no-deps pipecat-ai==1.14.0
+	$(BIN)/pip install --no-deps pipecat-ai==1.14.0 resemblyzer==0.1.4
 	touch $(STAMP)
 
 install: $(STAMP)

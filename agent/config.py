@@ -230,8 +230,10 @@ class LlmSettings:
 @dataclass(frozen=True, slots=True)
 class TtsSettings:
     PREFIX: ClassVar[str] = "tts_"
-    backend: str = _f("hibari", "TTS backend (agent/engines.py: BACKENDS)")
-    voice: str = _f("heart", "TTS voice (hibari: 'heart' is embedded)")
+    voice: str = _f(
+        "heart", "default TTS voice, an id from `voxloop voices list` (heart, ember, pip, basalt...)"
+    )
+    voices_dir: str = _f("", "where enrolled voices are stored (empty: VOXLOOP_HOME/voices)")
     speed: float = _f(1.0, "TTS speaking rate (0.5 slow .. 2.0 fast)")
     max_chars: int = _f(1000, "longest text one 'say' or 'text' message may carry", flag="max_tts_chars")
 

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -33,7 +34,9 @@ from agent.errors import ConfigError
 from agent.llm.base import ChatMessage, GenerationOptions, Llm, LlmOutput, LlmRequest
 from agent.scheduler import Job, RoleQueue
 from agent.tts.base import Tts, TtsChunk, TtsRequest
+from agent.tts.voiced import VoicedTts
 from agent.vad.base import VadFrame, VadModel, VadStream
+from agent.voices.library import VoiceLibrary
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ BACKENDS: dict[str, dict[str, str]] = {
     "vad": {"silero": "agent.vad.silero:load"},
     "asr": {"faster-whisper": "agent.asr.faster_whisper:load"},
     "llm": {"llama-cpp": "agent.llm.llama_cpp:load"},
-    "tts": {"hibari": "agent.tts.hibari:load"},
+    "tts": {"hibari": "agent.tts.hibari:load"},  # engines: a voice record names the one it runs on
     "eot": {"smart-turn": "agent.eot.smart_turn:load"},  # and "off": no model, the transcript decides
 }
 
@@ -372,9 +375,18 @@ class Engines:
             queue.close()
 
 
-def load_tts(settings: Settings) -> Tts:
-    tts: Tts = load_backend("tts", settings.tts.backend, settings, None)
-    return tts
+def voice_library(settings: Settings) -> VoiceLibrary:
+    root = Path(settings.tts.voices_dir) if settings.tts.voices_dir else models.home() / "voices"
+    return VoiceLibrary(root)
+
+
+def load_tts(settings: Settings) -> VoicedTts:
+    """The speaker library's voices, each on its engine (``BACKENDS["tts"]``, loaded on first use)."""
+    return VoicedTts(
+        voice_library(settings),
+        lambda engine: load_backend("tts", engine, settings, None),
+        default_voice=settings.tts.voice,
+    )
 
 
 def load_asr(settings: Settings, progress: models.ProgressFactory | None = None) -> Asr:

@@ -96,6 +96,8 @@ class SessionReady:
     output_sample_rate: int
     models: dict[str, str] = field(default_factory=dict)
     profile: str = "conversation"
+    voice: str = ""  # the voice replies are spoken in
+    voices: tuple[str, ...] = ()  # every voice a session.update may choose (GET /v1/voices describes them)
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,6 +146,23 @@ CATALOGUE: dict[str, EmbeddedModel] = {
             size_bytes=8_679_182,
             sha256="2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
         ),
+        EmbeddedModel(
+            name="resemblyzer-ge2e",
+            role="speaker",
+            description="speaker encoder (GE2E LSTM, 256-dim d-vectors) for the voice library",
+            licence="Apache-2.0",
+            parts=(
+                Part(
+                    "resemblyzer",
+                    "resemblyzer",
+                    "pretrained.pt",
+                    # its audio module needs librosa and the broken webrtcvad; voxloop reads the file
+                    install="pip install --no-deps resemblyzer==0.1.4",
+                ),
+            ),
+            size_bytes=17_090_379,
+            sha256="39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e",
+        ),
     )
 }
 
@@ -155,6 +172,7 @@ DEFAULTS = {
     "tts": "hibari-heart",
     "vad": "silero-vad-v6",
     "eot": "smart-turn-v3.2",
+    "speaker": "resemblyzer-ge2e",
 }
 
 # Short names accepted in settings for the embedded models.

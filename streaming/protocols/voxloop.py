@@ -57,6 +57,7 @@ class SessionUpdate:
     profile: str | None = None
     audio: str | None = None  # "websocket" (binary frames, the default) or "webrtc"
     echo_cancelled: bool | None = None  # the client removes its own echo (a browser): no server AEC
+    voice: str | None = None  # a voice id (GET /v1/voices); the next reply speaks in it
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,7 @@ def parse_client(raw: str) -> ClientMessage:
             audio = _optional_str(data, "audio")
             if audio not in (None, *AUDIO_PATHS):
                 raise ProtocolError(f"'audio' must be one of {', '.join(AUDIO_PATHS)}", code="bad_field")
+            voice = _optional_str(data, "voice")
             echo_cancelled = data.get("echo_cancelled")
             if echo_cancelled is not None and not isinstance(echo_cancelled, bool):
                 raise ProtocolError("'echo_cancelled' must be true or false", code="bad_field")
@@ -147,6 +149,7 @@ def parse_client(raw: str) -> ClientMessage:
                 profile,
                 audio,
                 echo_cancelled,
+                voice,
             )
         case "input_audio.commit":
             return InputCommit()
@@ -296,7 +299,10 @@ class VoxloopCodec:
 
     def _update(self, update: SessionUpdate) -> list[Meaning]:
         options = SessionOptions(
-            profile=update.profile, instructions=update.system_prompt, echo_cancelled=update.echo_cancelled
+            profile=update.profile,
+            instructions=update.system_prompt,
+            voice=update.voice,
+            echo_cancelled=update.echo_cancelled,
         )
         if self.opened is not None:
             if (

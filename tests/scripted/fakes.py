@@ -12,6 +12,7 @@ from agent.asr.base import AsrPurpose, AsrRequest, Transcript
 from agent.config import Settings
 from agent.engines import Engines
 from agent.eot.base import EotRequest, EotScore
+from agent.errors import ModelError
 from agent.llm.base import ChatMessage, LlmOutput, LlmRequest, TextDelta
 from agent.tts.base import TtsChunk, TtsRequest
 from agent.vad.base import VAD_WINDOW, VadFrame
@@ -122,13 +123,22 @@ class FakeTts:
 
     name = "fake-tts"
     sample_rate = 16000
-    voices = ("fake",)
+    voices = ("fake", "other")
+
+    def __init__(self) -> None:
+        self.requests: list[TtsRequest] = []
+
+    def check_voice(self, voice_id: str) -> str:
+        if voice_id not in self.voices:
+            raise ModelError(f"unknown voice {voice_id!r}; known: {', '.join(self.voices)}", code="bad_voice")
+        return voice_id
 
     def synthesize(self, text: str) -> npt.NDArray[np.float32]:
         n = int(0.04 * self.sample_rate) * len(text.split())
         return (np.sin(np.arange(n) * 0.2) * 0.15).astype(np.float32)  # echo level: under the user
 
     def stream(self, request: TtsRequest, cancelled: Callable[[], bool]) -> Iterator[TtsChunk]:
+        self.requests.append(request)
         yield TtsChunk(self.synthesize(request.text), self.sample_rate)
 
 

@@ -248,6 +248,23 @@ async def test_typed_text_is_answered_and_say_is_spoken_verbatim() -> None:
     assert second.text == "Welcome back."
 
 
+async def test_the_voice_changes_mid_session_and_an_unknown_one_is_refused_keeping_it() -> None:
+    async with harness() as h:
+        await h.until(ev.SessionReady)
+        (ready,) = h.of(ev.SessionReady)
+        assert ready.voices == ("fake", "other") and ready.voice == "fake"
+        await h.taken(ConfigureIn(SessionOptions(voice="other")))
+        h.session.push(TextIn("In the other voice.", verbatim=True))
+        await h.until(ev.ResponseDone)
+        await h.taken(ConfigureIn(SessionOptions(voice="nobody")))
+        h.session.push(TextIn("Still the other voice.", verbatim=True))
+        await h.until(ev.ResponseDone, 2)
+    (error,) = h.of(ev.Error)
+    assert error.code == "bad_voice" and "other" in error.message and not error.fatal
+    tts = h.session.engines.tts.model
+    assert [r.voice for r in tts.requests] == ["other", "other"]  # type: ignore[attr-defined]
+
+
 async def test_text_over_the_limit_is_refused() -> None:
     async with harness(max_tts_chars=10) as h:
         from agent.errors import LimitError

@@ -71,4 +71,4 @@ def test_aliases_resolve_to_the_catalogue() -> None:
     resolved = models.resolve_name("tiny.en")
     assert resolved is not None and resolved.name == "whisper-tiny.en"
     assert models.resolve_name("/some/model.gguf") is None
-    assert {m.role for m in models.CATALOGUE.values()} == {"asr", "llm", "tts", "vad", "eot"}
+    assert {m.role for m in models.CATALOGUE.values()} == {"asr", "llm", "tts", "vad", "eot", "speaker"}
