@@ -235,11 +235,25 @@ class TtsSettings:
     )
     voices_dir: str = _f("", "where enrolled voices are stored (empty: VOXLOOP_HOME/voices)")
     speed: float = _f(1.0, "TTS speaking rate (0.5 slow .. 2.0 fast)")
-    max_chars: int = _f(1000, "longest text one 'say' or 'text' message may carry", flag="max_tts_chars")
+    max_chars: int = _f(
+        1000,
+        "longest text one 'say' or 'text' message, or one speech request, may carry",
+        flag="max_tts_chars",
+    )
+    max_speech_requests: int = _f(4, "POST /v1/audio/speech requests served at once (429 beyond)")
+    max_reference_bytes: int = _f(
+        20_000_000, "largest reference audio file POST /v1/voices takes (413 beyond)"
+    )
+    max_reference_s: float = _f(120.0, "longest reference audio enrolment takes, in seconds (422 beyond)")
+    min_reference_s: float = _f(
+        5.0, "least speech a reference must hold, in seconds (about a minute fits best)"
+    )
 
     def __post_init__(self) -> None:
-        if self.max_chars < 1:
-            raise ConfigError("max_tts_chars must be >= 1")
+        if self.max_chars < 1 or self.max_speech_requests < 1 or self.max_reference_bytes < 1:
+            raise ConfigError("max_tts_chars, tts_max_speech_requests, tts_max_reference_bytes must be >= 1")
+        if not 0 < self.min_reference_s < self.max_reference_s:
+            raise ConfigError("need 0 < tts_min_reference_s < tts_max_reference_s")
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,11 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
         "voices",
         parents=[settings],
         help="the speaker library: list, preview, enrol or remove voices",
-        description="list: every voice with its engine, licence and speaker similarity to the default. "
-        "preview ID -o F.wav: a short sample. remove ID: delete an enrolled voice.",
+        description="list: every voice with its engine and licence. preview ID -o F.wav: a short "
+        "sample. enrol ID REF.wav [--name N]: fit a voice derived from heart to a reference recording "
+        "(parametric adaptation, not cloning; about a minute of one speaker). remove ID: delete one.",
     )
-    v.add_argument("action", choices=["list", "preview", "remove"], nargs="?", default="list")
-    v.add_argument("voice", nargs="?", help="the voice id (preview, remove)")
+    v.add_argument("action", choices=["list", "preview", "enrol", "remove"], nargs="?", default="list")
+    v.add_argument("voice", nargs="?", help="the voice id (preview, enrol, remove)")
+    v.add_argument("reference", nargs="?", type=Path, help="enrol: reference audio (WAV, mp3, flac...)")
+    v.add_argument("--name", help="enrol: the display name (default: the id)")
+    v.add_argument("--base", default="heart", help="enrol: the voice to adapt (default heart)")
     v.add_argument("-o", "--output", type=Path, help="preview: the WAV file to write")
     v.add_argument("--text", default=PREVIEW_TEXT, help="preview: what the voice says")
     tr = sub.add_parser("transcribe", parents=[settings], help="transcribe a WAV file with the ASR model")
@@ -259,6 +263,8 @@ def _voices(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     if not args.voice:
         raise VoxloopError(f"voxloop voices {args.action} needs a voice id", code="bad_voice")
+    if args.action == "enrol":
+        return _enrol(tts, settings, args)
     if args.action == "remove":
         library.remove(args.voice)
         sys.stdout.write(f"removed {args.voice}\n")
@@ -268,6 +274,31 @@ def _voices(settings: Settings, args: argparse.Namespace) -> int:
     audio = tts.synthesize(args.text, args.voice)
     write_wav(args.output, float_to_pcm(audio), tts.sample_rate)
     log.info("%s: %.2f s -> %s", args.voice, len(audio) / tts.sample_rate, args.output)
+    return 0
+
+
+def _enrol(tts: Any, settings: Settings, args: argparse.Namespace) -> int:
+    from agent.voices.enrol import Limits, enrol
+    from streaming.encoders import decode_audio
+
+    if args.reference is None:
+        raise VoxloopError(
+            "voxloop voices enrol ID REFERENCE needs a reference audio file", code="bad_reference"
+        )
+    try:
+        audio, rate = decode_audio(args.reference.read_bytes(), settings.tts.max_reference_s)
+    except (OSError, ValueError) as e:
+        raise VoxloopError(f"{args.reference}: {e}", code="bad_reference") from e
+    limits = Limits(min_speech_s=settings.tts.min_reference_s, max_audio_s=settings.tts.max_reference_s)
+    voice, fitted = enrol(
+        tts, args.voice, args.name or args.voice, audio, rate, base=args.base, limits=limits
+    )
+    sys.stdout.write(
+        f"enrolled {voice.id}: {voice.params}\n"
+        f"similarity to the reference {fitted.similarity:.2f} "
+        f"(the base voice: {fitted.base_similarity:.2f}), "
+        f"fitted in {fitted.elapsed_s:.1f} s; stored in {tts.library.root}\n"
+    )
     return 0
 
 

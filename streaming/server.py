@@ -22,6 +22,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -32,6 +33,7 @@ from starlette.websockets import WebSocketDisconnect
 from agent import __version__
 from agent.config import Settings
 from agent.engines import Engines
+from streaming import rest
 from streaming.connection import Codec, Connection, Stats, Wire
 from streaming.protocols.phone import PhoneCodec
 from streaming.protocols.twilio import TwilioSerializer, twiml_connect
@@ -166,6 +168,8 @@ def create_app(settings: Settings, engines: Engines, frontend_dir: Path = FRONTE
     async def metrics() -> Response:
         return Response(generate_latest(registry), headers={"content-type": CONTENT_TYPE_LATEST})
 
+    app.include_router(rest.router(settings, engines))
+    app.add_exception_handler(RequestValidationError, rest.invalid_request)
     app.mount("/", StaticFiles(directory=frontend_dir, html=True), name="frontend")
     return app
 

@@ -38,6 +38,12 @@ DIM = 256
 
 Embedding = npt.NDArray[np.float32]
 
+# What a voice says to be embedded when it has no reference audio (a built-in voice): ~10 s of speech.
+SAMPLE_TEXT = (
+    "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
+    "It is easy to tell the depth of a well. These days a chicken leg is a rare dish."
+)
+
 
 class SpeakerNet(nn.Module):
     """Mel frames (batch, frames, 40) -> L2-normalised embeddings (batch, 256): the last layer's

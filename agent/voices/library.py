@@ -58,6 +58,7 @@ class Voice:
     builtin: bool = False
     created_at: float | None = None  # unix time, for enrolled voices
     reference: Mapping[str, float] = field(default_factory=dict)  # what enrolment measured
+    consent: str = ""  # what the enroller gave as the speaker's consent (kept, not checked)
 
     def public(self) -> dict[str, Any]:
         """The record as the REST API and the protocol show it."""
@@ -73,6 +74,7 @@ class Voice:
             "builtin": self.builtin,
             "created_at": self.created_at,
             "reference": dict(self.reference),
+            "consent": self.consent,
         }
 
 
@@ -134,9 +136,29 @@ BUILTIN: tuple[Voice, ...] = (
 )
 
 
+# OpenAI's voice names, for clients written against its APIs: each speaks in the built-in voice
+# closest in kind (lower/male names -> basalt, bright ones -> pip, warm ones -> ember, the rest -> heart).
+# A voice enrolled under one of these ids takes precedence.
+OPENAI_VOICES = {
+    "alloy": "heart",
+    "coral": "heart",
+    "marin": "heart",
+    "nova": "pip",
+    "shimmer": "pip",
+    "verse": "pip",
+    "ballad": "ember",
+    "fable": "ember",
+    "sage": "ember",
+    "ash": "basalt",
+    "cedar": "basalt",
+    "echo": "basalt",
+    "onyx": "basalt",
+}
+
+
 class VoiceLibrary:
     """Built-in voices plus the records under ``root``. Thread-safe; every method is cheap except
-    ``embedding`` of a voice whose embedding is not yet computed (built-ins, on first use)."""
+    reads of files."""
 
     def __init__(self, root: Path, builtin: tuple[Voice, ...] = BUILTIN) -> None:
         self.root = root
@@ -159,6 +181,8 @@ class VoiceLibrary:
         with self._lock:
             self._rescan()
             voice = self._builtin.get(voice_id) or self._stored.get(voice_id)
+            if voice is None and voice_id in OPENAI_VOICES:
+                voice = self._builtin.get(OPENAI_VOICES[voice_id])
             if voice is None:
                 raise VoiceError(
                     f"unknown voice {voice_id!r}; known: {', '.join(self.ids())}",
@@ -167,6 +191,12 @@ class VoiceLibrary:
                 )
             return voice
 
+    def exists(self, voice_id: str) -> bool:
+        """A voice has this very id (an OpenAI name that only maps to a built-in one does not count)."""
+        with self._lock:
+            self._rescan()
+            return voice_id in self._builtin or voice_id in self._stored
+
     def __contains__(self, voice_id: object) -> bool:
         try:
             self.get(str(voice_id))
@@ -174,19 +204,16 @@ class VoiceLibrary:
             return False
         return True
 
-    def embedding(
-        self, voice_id: str, compute: Callable[[Voice], Embedding] | None = None
-    ) -> Embedding | None:
-        """The voice's speaker embedding: stored, or computed by ``compute`` (and stored) when missing."""
-        voice = self.get(voice_id)
-        path = self._embedding_path(voice)
-        if path.exists():
-            return np.asarray(np.load(path), np.float32)
-        if compute is None:
-            return None
-        emb = np.asarray(compute(voice), np.float32)
+    def embedding(self, voice_id: str) -> Embedding | None:
+        """The voice's stored speaker embedding; None for a built-in one not computed yet."""
+        path = self._embedding_path(self.get(voice_id))
+        return np.asarray(np.load(path), np.float32) if path.exists() else None
+
+    def keep_embedding(self, voice_id: str, embedding: Embedding) -> Embedding:
+        """Store a (built-in) voice's embedding, computed by whoever had the audio; returns it normalised."""
+        emb = np.asarray(embedding, np.float32)
         emb = emb / max(float(np.linalg.norm(emb)), 1e-12)
-        _atomic_write(path, lambda p: np.save(p, emb))
+        _atomic_write(self._embedding_path(self.get(voice_id)), lambda p: np.save(p, emb))
         return emb
 
     # -- changes --------------------------------------------------------------------------------
@@ -194,7 +221,7 @@ class VoiceLibrary:
         """Store an enrolled voice; VoiceError 409 (``voice_exists``) if the id is taken."""
         check_id(voice.id)
         with self._lock:
-            if voice.id in self:
+            if self.exists(voice.id):
                 raise VoiceError(f"voice {voice.id!r} already exists", code="voice_exists", status=409)
             voice = replace(voice, builtin=False, created_at=voice.created_at or time.time())
             self.root.mkdir(parents=True, exist_ok=True)
@@ -270,6 +297,7 @@ def _from_record(data: Mapping[str, Any]) -> Voice:
         builtin=False,
         created_at=None if created is None else float(created),
         reference=reference,
+        consent=str(data.get("consent") or ""),
     )
 
 

@@ -9,7 +9,9 @@ part (``lh``, ``ln``; 601 bins up to 12 kHz), a free-phase part (``lr``, ``phi``
 - ``warp`` stretches the frequency axis of every envelope: < 1 moves the formants down (a longer
   vocal tract, a bigger speaker), > 1 up;
 - ``tilt_db`` adds that many dB per octave around 1 kHz (negative: darker, breathier top);
-- ``speed`` multiplies the speaking rate.
+- ``speed`` multiplies the speaking rate;
+- ``eq_250`` .. ``eq_8000`` are gains in dB at octave centres (interpolated in log-frequency between
+  them, flat beyond), an equaliser toward a reference's long-term spectrum.
 
 This is parametric adaptation of one voice, not neural voice cloning: it moves hibari's voice toward a
 reference speaker (pitch, vocal-tract length, spectral balance), it cannot copy one.
@@ -40,13 +42,20 @@ class Shape:
     warp: float = 1.0
     tilt_db: float = 0.0
     speed: float = 1.0
+    eq_250: float = 0.0
+    eq_500: float = 0.0
+    eq_1000: float = 0.0
+    eq_2000: float = 0.0
+    eq_4000: float = 0.0
+    eq_8000: float = 0.0
 
     LIMITS = {  # noqa: RUF012 - a class constant, not a field
         "f0_scale": (0.4, 2.0),
         "f0_range": (0.0, 2.5),
         "warp": (0.7, 1.35),
-        "tilt_db": (-6.0, 6.0),
+        "tilt_db": (-8.0, 8.0),
         "speed": (0.5, 2.0),
+        **{f"eq_{hz}": (-12.0, 12.0) for hz in (250, 500, 1000, 2000, 4000, 8000)},
     }
 
     def __post_init__(self) -> None:
@@ -77,6 +86,10 @@ class Shape:
         }
 
     @property
+    def eq_db(self) -> tuple[float, ...]:
+        return (self.eq_250, self.eq_500, self.eq_1000, self.eq_2000, self.eq_4000, self.eq_8000)
+
+    @property
     def neutral(self) -> bool:
         return self == Shape()
 
@@ -86,9 +99,10 @@ class Shape:
         """Reshaped model outputs (each envelope [601, frames], f0 [frames]); inputs are not modified."""
         if self.warp != 1.0:
             lh, th, ln, lr, phi = (warp_bins(x, self.warp) for x in (lh, th, ln, lr, phi))
-        if self.tilt_db != 0.0:
-            tilt = tilt_curve(self.tilt_db)[:, None]
-            lh, ln, lr = lh + tilt, ln + tilt, lr + tilt
+        gains = self.eq_db
+        if self.tilt_db != 0.0 or any(gains):
+            offset = (tilt_curve(self.tilt_db) + eq_curve(gains))[:, None]
+            lh, ln, lr = lh + offset, ln + offset, lr + offset
         if self.f0_scale != 1.0 or self.f0_range != 1.0:
             f0 = reshape_f0(f0, self.f0_scale, self.f0_range)
         return lh, th, ln, lr, phi, f0
@@ -109,6 +123,16 @@ def tilt_curve(db_per_octave: float) -> F32:
     """Log-magnitude offset per bin for a tilt of ``db_per_octave`` around 1 kHz (flat below 125 Hz)."""
     hz = np.maximum(np.arange(N_BINS, dtype=np.float32) * BIN_HZ, 125.0)
     return np.asarray(db_per_octave * _NEPER_PER_DB * np.log2(hz / 1000.0), np.float32)
+
+
+EQ_HZ = (250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0)
+
+
+def eq_curve(gains_db: tuple[float, ...]) -> F32:
+    """Log-magnitude offset per bin for gains (dB) at ``EQ_HZ``, linear in log-frequency between them."""
+    hz = np.maximum(np.arange(N_BINS, dtype=np.float64) * BIN_HZ, 1.0)
+    db = np.interp(np.log2(hz), np.log2(EQ_HZ), gains_db)
+    return np.asarray(db * _NEPER_PER_DB, np.float32)
 
 
 def reshape_f0(f0: F32, scale: float, spread: float) -> F32:

@@ -254,6 +254,16 @@ class VoiceClient:
         mixed[: len(echo)] += echo * self.echo_gain
         return np.clip(mixed, -32768, 32767).astype(np.int16)
 
+    @property
+    def mark(self) -> int:
+        """Where the inbox ends now: pass it as ``since`` to read only what comes after."""
+        return len(self._inbox)
+
+    def received_audio(self, since: int = 0) -> Pcm:
+        """The agent's audio received at or after inbox index ``since``, joined."""
+        parts = [r.pcm for r in self._inbox[since:] if r.pcm is not None]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int16)
+
     def messages(self, kind: str | None = None, since: int = 0) -> list[dict[str, Any]]:
         return [
             r.message

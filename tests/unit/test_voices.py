@@ -81,6 +81,14 @@ def test_unknown_existing_builtin_and_malformed_ids_are_refused(tmp_path: Path) 
         assert malformed.value.code == "bad_voice_id"
 
 
+def test_openai_voice_names_speak_in_a_builtin_voice_unless_enrolled_under_that_id(tmp_path: Path) -> None:
+    library = VoiceLibrary(tmp_path)
+    assert library.get("alloy").id == "heart" and library.get("onyx").id == "basalt"
+    assert "alloy" not in library.ids()  # listed once, under its own id
+    library.add(_voice("onyx"), _embedding())
+    assert library.get("onyx").name == "Anna"
+
+
 def test_an_unreadable_record_is_skipped_and_the_rest_load(tmp_path: Path) -> None:
     VoiceLibrary(tmp_path).add(_voice(), _embedding())
     (tmp_path / "broken.json").write_text("{not json")
@@ -89,19 +97,14 @@ def test_an_unreadable_record_is_skipped_and_the_rest_load(tmp_path: Path) -> No
     assert VoiceLibrary(tmp_path).ids()[-1] == "anna"
 
 
-def test_a_builtin_embedding_is_computed_once_and_kept(tmp_path: Path) -> None:
+def test_a_builtin_embedding_is_kept_once_computed(tmp_path: Path) -> None:
     library = VoiceLibrary(tmp_path)
-    calls: list[str] = []
-
-    def compute(voice: Voice) -> np.ndarray:
-        calls.append(voice.id)
-        return _embedding(3) * 5.0
-
-    first = library.embedding("ember", compute)
-    second = VoiceLibrary(tmp_path).embedding("ember", compute)
-    assert calls == ["ember"]
-    assert first is not None and second is not None and np.allclose(first, second)
-    assert VoiceLibrary(tmp_path).embedding("pip") is None  # not computed and nothing to compute it
+    assert library.embedding("ember") is None
+    kept = library.keep_embedding("ember", _embedding(3) * 5.0)
+    again = VoiceLibrary(tmp_path).embedding("ember")
+    assert again is not None and np.allclose(kept, again)
+    assert abs(float(np.linalg.norm(again)) - 1.0) < 1e-5
+    assert VoiceLibrary(tmp_path).embedding("pip") is None
 
 
 def test_shape_params_round_trip_and_are_checked() -> None:
