@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="interrupt,echo,echo+interrupt,backchannel,nonlexical",
         help="--barge-in: what the client does in each agent turn, in turn (a comma list of those)",
     )
+    b.add_argument(
+        "--tts",
+        action="store_true",
+        help="measure the voices instead: speech API first byte, RTF, speaker similarity, round-trip WER",
+    )
     b.add_argument("--extra-sessions", type=int, default=0, help="then hold N more sessions; RSS per session")
     b.add_argument(
         "--front",

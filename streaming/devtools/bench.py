@@ -22,6 +22,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -384,6 +385,8 @@ def main(args: Any, settings: Settings) -> int:
 
     modes = _barge_in_modes(args.barge_in_modes) if args.barge_in else ()  # checked before a server starts
     flags = server_flags(args)
+    if args.tts:
+        return _tts(args, flags)
     started = None if args.url else LocalServer.start(*flags)
     url = args.url or (started.ws if started else "")
     if args.barge_in:
@@ -420,6 +423,22 @@ def main(args: Any, settings: Settings) -> int:
     out = _save(args.out, "bench.json", report)
     plot(report, out / "bench.png")
     sys.stdout.write(table(summary) + f"\n(saved {out / 'bench.json'} and {out / 'bench.png'})\n")
+    return 0
+
+
+def _tts(args: Any, flags: list[str]) -> int:
+    from streaming.devtools import ttsbench
+
+    with tempfile.TemporaryDirectory() as voices:
+        started = None if args.url else LocalServer.start(*flags, "--tts-voices-dir", voices)
+        http = started.http if started else re.sub(r"^ws", "http", args.url).rsplit("/ws", 1)[0]
+        try:
+            report = ttsbench.run(http, args.turns, enrol=started is not None)
+        finally:
+            if started is not None:
+                started.stop()
+    out = _save(args.out, "tts.json", {"conditions": _conditions(args, flags, server=http), **report})
+    sys.stdout.write(ttsbench.table(report) + f"\n(saved {out / 'tts.json'})\n")
     return 0
 
 

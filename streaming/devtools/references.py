@@ -1,10 +1,11 @@
-"""Reference speakers for voice tests and benchmarks: Debian's ``flite`` voices (CMU's permissive
+"""Reference speakers and scoring for voice tests and benchmarks: Debian's ``flite`` voices (CMU's permissive
 licence; ``apt-get install flite``). Robotic, but real, different speakers (resemblyzer cosine
 0.45-0.76 between them, 0.91-0.96 for one voice on two texts), and never made by voxloop's own models.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -55,3 +56,19 @@ def read_wav(path: Path) -> tuple[npt.NDArray[np.float32], int]:
             raise ValueError(f"{path}: {8 * w.getsampwidth()}-bit audio, expected 16-bit")
         pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, w.getnchannels())
         return pcm.mean(axis=1).astype(np.float32) / 32768.0, w.getframerate()
+
+
+def words(text: str) -> list[str]:
+    text = text.lower().replace("-", " ")
+    return re.sub(r"[^a-z0-9' ]+", " ", text).split()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate: word-level edit distance / reference length, after normalisation."""
+    ref, hyp = words(reference), words(hypothesis)
+    d = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
+    return d[len(hyp)] / max(len(ref), 1)

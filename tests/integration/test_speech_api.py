@@ -6,12 +6,10 @@ conversation that changes voice mid-session."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 
 import numpy as np
@@ -25,7 +23,8 @@ from agent.voices.embedding import cosine, shared_encoder
 from agent.voices.library import BUILTIN
 from streaming.devtools.client import VoiceClient
 from streaming.devtools.references import SENTENCES, flite, have_flite
-from streaming.encoders import decode_audio, encoder
+from streaming.devtools.ttsbench import get_json, post_form, post_json, wav_bytes
+from streaming.encoders import decode_audio
 from tests.integration.conftest import Server, start_server
 from tests.support import wer
 
@@ -99,22 +98,13 @@ def test_openai_voice_names_and_the_speaker_id_alias_speak(
     onyx = _embed(*_speech(client, HELD_OUT, "onyx"))
     basalt = _embed(*_speech(client, HELD_OUT, "basalt"))
     assert cosine(onyx, basalt) > 0.95  # onyx is documented to speak in basalt
-    status, body = _post_json(
+    status, body = post_json(
         speech_server.http + "/v1/audio/speech", {"input": HELD_OUT, "speaker_id": "pip"}
     )
     assert status == 200
     pip = _embed(*decode_audio(body, 60))  # mp3, OpenAI's default format
     assert cosine(pip, _embed(*_speech(client, HELD_OUT, "pip"))) > 0.95
     assert cosine(pip, basalt) < 0.8
-
-
-def _post_json(url: str, payload: dict[str, object]) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, json.dumps(payload).encode(), {"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
 
 
 def test_bad_speech_requests_get_their_status_and_the_reason(speech_server: Server) -> None:
@@ -128,39 +118,13 @@ def test_bad_speech_requests_get_their_status_and_the_reason(speech_server: Serv
         ({"voice": "heart"}, 422, "bad_field"),
     ]
     for payload, status, code in cases:
-        got, body = _post_json(url, payload)
+        got, body = post_json(url, payload)
         error = json.loads(body)["error"]
         assert (got, error["code"]) == (status, code), payload
         if code == "bad_voice":
             assert "heart" in error["message"]  # names the voices there are
-    got, _ = _post_json(url, {"input": "Still serving after all that."})
+    got, _ = post_json(url, {"input": "Still serving after all that."})
     assert got == 200
-
-
-def _post_form(url: str, fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[int, dict]:
-    boundary = uuid.uuid4().hex
-    body = io.BytesIO()
-    for name, value in fields.items():
-        body.write(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        )
-    for name, (filename, data) in files.items():
-        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-        body.write(f"{head}Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
-    body.write(f"--{boundary}--\r\n".encode())
-    request = urllib.request.Request(
-        url, body.getvalue(), {"content-type": f"multipart/form-data; boundary={boundary}"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=120) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
-def _wav(audio: np.ndarray, rate: int) -> bytes:
-    out = encoder("wav", rate)
-    return out.feed(np.clip(audio * 32767, -32768, 32767).astype(np.int16)) + out.close()
 
 
 @needs_flite
@@ -173,12 +137,12 @@ def test_an_enrolled_voice_sounds_closer_to_its_speaker_than_the_base_voice(
     ref_audio, ref_rate = flite(fit_text, "awb")
     # OpenAI's custom-voice route, through the SDK
     created = client.audio.voices.create(
-        audio_sample=("awb.wav", _wav(ref_audio, ref_rate), "audio/wav"),
+        audio_sample=("awb.wav", wav_bytes(ref_audio, ref_rate), "audio/wav"),
         name="Awb Like",
         consent="recorded-ok",
     )
     assert (created.id, created.object, created.type) == ("awb-like", "audio.voice", "audio_sample")
-    listed = json.loads(urllib.request.urlopen(speech_server.http + "/v1/voices", timeout=10).read())
+    listed = get_json(speech_server.http + "/v1/voices")
     record = next(v for v in listed["data"] if v["id"] == "awb-like")
     assert record["consent"] == "recorded-ok" and not record["builtin"]
     enrolled = cosine(_embed(*_speech(client, HELD_OUT, "awb-like")), target)
@@ -194,20 +158,20 @@ def test_a_derived_voice_is_recovered_from_its_own_speech(
     speech_server: Server, client: openai.OpenAI
 ) -> None:
     reference, rate = _speech(client, " ".join(SENTENCES[:8]), "basalt")
-    status, voice = _post_form(
+    status, voice = post_form(
         speech_server.http + "/v1/voices",
         {"name": "Basalt Copy", "id": "basalt-copy"},
-        {"audio": ("b.wav", _wav(reference, rate))},
+        {"audio": ("b.wav", wav_bytes(reference, rate))},
     )
     assert status == 201, voice
     target = _embed(*_speech(client, HELD_OUT, "basalt"))
     copy = cosine(_embed(*_speech(client, HELD_OUT, "basalt-copy")), target)
     base = cosine(_embed(*_speech(client, HELD_OUT, "heart")), target)
     assert copy > base + 0.1, (copy, base)
-    status, again = _post_form(
+    status, again = post_form(
         speech_server.http + "/v1/voices",
         {"name": "Basalt Copy", "id": "basalt-copy"},
-        {"audio": ("b.wav", _wav(reference, rate))},
+        {"audio": ("b.wav", wav_bytes(reference, rate))},
     )
     assert (status, again["error"]["code"]) == (409, "voice_exists")
 
@@ -222,16 +186,16 @@ def test_bad_references_are_refused_with_the_reason(speech_server: Server) -> No
     )
     loud = np.clip(speech * 40.0, -1.0, 1.0)
     cases = [
-        (_wav(speech[: 2 * rate], rate), "reference_too_short"),
-        (_wav(np.zeros(10 * rate, np.float32), rate), "reference_silent"),
-        (_wav(loud, rate), "reference_clipped"),
-        (_wav(two.astype(np.float32), rate), "reference_multi_speaker"),
+        (wav_bytes(speech[: 2 * rate], rate), "reference_too_short"),
+        (wav_bytes(np.zeros(10 * rate, np.float32), rate), "reference_silent"),
+        (wav_bytes(loud, rate), "reference_clipped"),
+        (wav_bytes(two.astype(np.float32), rate), "reference_multi_speaker"),
         (b"this is not audio at all" * 100, "bad_reference"),
     ]
     for data, code in cases:
-        status, body = _post_form(url, {"name": "Someone"}, {"audio": ("ref.wav", data)})
+        status, body = post_form(url, {"name": "Someone"}, {"audio": ("ref.wav", data)})
         assert (status, body["error"]["code"]) == (422, code), body
-    status, body = _post_form(url, {"name": "Someone"}, {})
+    status, body = post_form(url, {"name": "Someone"}, {})
     assert (status, body["error"]["code"]) == (422, "bad_form")
     for voice, code in (("heart", 409), ("nobody", 404)):
         request = urllib.request.Request(f"{url}/{voice}", method="DELETE")
@@ -241,8 +205,7 @@ def test_bad_references_are_refused_with_the_reason(speech_server: Server) -> No
 
 
 def _voice_embedding(server: Server, voice: str) -> np.ndarray:
-    with urllib.request.urlopen(f"{server.http}/v1/voices/{voice}", timeout=60) as r:
-        return np.asarray(json.loads(r.read())["embedding"], np.float32)
+    return np.asarray(get_json(f"{server.http}/v1/voices/{voice}")["embedding"], np.float32)
 
 
 async def test_a_conversation_changes_voice_and_the_next_reply_speaks_in_it(speech_server: Server) -> None:
