@@ -14,6 +14,9 @@ const state = {
   fallbackReason: null,
   turns: {}, // turnId -> {user, agent, heard, interrupted, v2vMs, metrics}
   clears: 0,
+  voice: null, // the voice the agent speaks in now
+  voices: [], // [{id, name, description}] from GET /v1/voices
+  preview: null, // the last preview: {voice, seconds, played}
   errors: [],
   rtcStats: null, // WebRTC: the browser's inbound-rtp audio statistics after the latest turn
   inputPeak: 0,
@@ -34,6 +37,7 @@ const PLAIN = {
   asr_failed: "The speech recognizer failed on that turn. Please say it again.",
   llm_failed: "The language model failed while answering. Please ask again.",
   tts_failed: "The voice failed while speaking the answer. Please ask again.",
+  bad_voice: "That voice is not on this server; the agent keeps the voice it has.",
   utterance_too_long: "That was a long turn: the agent answered what it heard so far.",
   text_too_long: "That message is too long for one turn.",
   empty_text: "Type something first.",
@@ -49,6 +53,7 @@ function loadSettings() {
     if (saved.transport) $("transport").value = saved.transport;
     if (saved.profile) $("profile").value = saved.profile;
     if (saved.persona) $("persona").value = saved.persona;
+    if (saved.voice) state.savedVoice = saved.voice;
   } catch {
     /* a broken entry is ignored */
   }
@@ -56,7 +61,8 @@ function loadSettings() {
   if (["auto", "webrtc", "websocket"].includes(wanted)) $("transport").value = wanted;
 }
 function settings() {
-  return { transport: $("transport").value, profile: $("profile").value, persona: $("persona").value.trim() };
+  const voice = state.voice || state.savedVoice || null;
+  return { transport: $("transport").value, profile: $("profile").value, persona: $("persona").value.trim(), voice };
 }
 function saveSettings() {
   localStorage.setItem(SETTINGS_KEY, JSON.stringify(settings()));
@@ -111,13 +117,67 @@ function setLevel(id, peak) {
   $(id).parentElement.setAttribute("aria-valuenow", String(pct));
 }
 
+// -- voices -----------------------------------------------------------------------------------------
+// The select lists the session's voices by name (GET /v1/voices); choosing one tells the session at
+// once (the next answer speaks in it); Preview plays a short sample from the speech API.
+async function showVoices(ids, current) {
+  const r = await fetch("/v1/voices");
+  const listed = r.ok ? (await r.json()).data : [];
+  const byId = Object.fromEntries(listed.map((v) => [v.id, v]));
+  state.voices = ids.map((id) => ({ id, name: byId[id] ? byId[id].name : id, description: byId[id] ? byId[id].description : "" }));
+  const select = $("voice");
+  select.replaceChildren(...state.voices.map((v) => new Option(v.name, v.id)));
+  state.voice = current;
+  select.value = current;
+  select.disabled = false;
+  $("preview").disabled = false;
+  describeVoice();
+  const wanted = state.savedVoice;
+  if (wanted && wanted !== current && ids.includes(wanted)) chooseVoice(wanted);
+}
+
+function describeVoice() {
+  const v = state.voices.find((x) => x.id === state.voice);
+  $("voice-about").textContent = v ? v.description : "";
+}
+
+function chooseVoice(id) {
+  state.voice = id;
+  $("voice").value = id;
+  describeVoice();
+  saveSettings();
+  if (session) {
+    session.send({ type: "session.update", voice: id });
+    session.update = { ...session.update, voice: id };
+  }
+}
+
+async function previewVoice() {
+  const id = $("voice").value;
+  const v = state.voices.find((x) => x.id === id);
+  const r = await fetch("/v1/audio/speech", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ input: `Hello, I am ${v ? v.name : id}. This is how I sound.`, voice: id, response_format: "wav" }),
+  });
+  if (!r.ok) throw new Error((await r.json()).error.message);
+  const blob = await r.blob();
+  const player = new Audio(URL.createObjectURL(blob));
+  state.preview = { voice: id, seconds: null, played: false };
+  player.addEventListener("loadedmetadata", () => (state.preview.seconds = player.duration));
+  player.addEventListener("ended", () => {
+    state.preview.played = true;
+    URL.revokeObjectURL(player.src);
+  });
+  await player.play();
+}
+
 // -- server events ----------------------------------------------------------------------------------
 function attach(s) {
   const on = (type, fn) => s.addEventListener(type, (e) => fn(e.detail));
   on("session.ready", (m) => {
-    const voice = $("voice");
-    voice.replaceChildren(new Option(m.models && m.models.tts ? m.models.tts : "default voice"));
     $("profile").value = m.profile;
+    showVoices(m.voices || [], m.voice).catch((e) => notice(`Could not list the voices: ${e.message}`));
   });
   on("speech.started", (m) => {
     $("you-speaker").dataset.active = "true";
@@ -282,6 +342,8 @@ async function open(audio) {
     type: "session.update", audio, input_sample_rate: 48000, output_sample_rate: 48000, profile, echo_cancelled: true,
   };
   if (persona) update.system_prompt = persona;
+  const { voice } = settings();
+  if (voice) update.voice = voice;
   const ready = s.next("session.ready", 10000);
   s.open(update);
   try {
@@ -373,6 +435,8 @@ $("typed").addEventListener("submit", (e) => {
   $("text").value = "";
 });
 $("stop").addEventListener("click", () => session && session.send({ type: "response.cancel" }));
+$("voice").addEventListener("change", () => chooseVoice($("voice").value));
+$("preview").addEventListener("click", () => previewVoice().catch((e) => notice(`The preview failed: ${e.message}`)));
 $("settings").addEventListener("submit", (e) => {
   e.preventDefault();
   saveSettings();

@@ -135,3 +135,28 @@ async def test_a_denied_microphone_is_explained_in_plain_words(
     assert "Microphone access was denied" in await notice.inner_text()
     assert await page.evaluate("window.voxloop.phase") == "idle"
     assert await page.get_by_role("button", name="Connect").is_enabled()
+
+
+async def test_the_voice_select_names_the_voices_previews_one_and_the_next_session_keeps_it(
+    launch: Any, server: LocalServer, tmp_path: Path
+) -> None:
+    wav = mic_wav(tmp_path / "quiet.wav", [40.0])
+    page = await _open(launch, server, wav, "websocket")
+    await page.wait_for_function("window.voxloop.voices.length >= 4", timeout=10_000)
+    select = page.get_by_label("Voice", exact=True)
+    names = await select.locator("option").all_inner_texts()
+    assert {"Heart", "Ember", "Pip", "Basalt"} <= set(names), names
+    assert await select.input_value() == "heart"
+    await select.select_option("basalt")
+    assert "male" in await page.locator("#voice-about").inner_text()  # its description
+    await page.get_by_role("button", name="Preview").click()
+    await page.wait_for_function("window.voxloop.preview && window.voxloop.preview.played", timeout=20_000)
+    state = await _state(page)
+    assert state["preview"]["voice"] == "basalt" and state["preview"]["seconds"] > 1.0, state["preview"]
+    # The choice is the session's and is remembered: a new connection opens in that voice.
+    await page.reload()
+    await page.get_by_role("button", name="Connect").click()
+    await page.wait_for_function("window.voxloop.phase === 'live' && window.voxloop.voice", timeout=20_000)
+    assert await page.evaluate("window.voxloop.voice") == "basalt"
+    assert await page.get_by_label("Voice", exact=True).input_value() == "basalt"
+    assert not (await _state(page))["errors"]
