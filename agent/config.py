@@ -234,6 +234,12 @@ class TtsSettings:
         "heart", "default TTS voice, an id from `voxloop voices list` (heart, ember, pip, basalt...)"
     )
     voices_dir: str = _f("", "where enrolled voices are stored (empty: VOXLOOP_HOME/voices)")
+    gpt_sovits_url: str = _f(
+        "", "base URL of a GPT-SoVITS api_v2 server for 'gpt-sovits' voices (empty: none)"
+    )
+    piper_runtime: str = _f(
+        "onnx", "Piper voices run on 'onnx' (onnxruntime) or 'torch' (voxloop's VITS, word timings)"
+    )
     speed: float = _f(1.0, "TTS speaking rate (0.5 slow .. 2.0 fast)")
     max_chars: int = _f(
         1000,
@@ -252,6 +258,8 @@ class TtsSettings:
     def __post_init__(self) -> None:
         if self.max_chars < 1 or self.max_speech_requests < 1 or self.max_reference_bytes < 1:
             raise ConfigError("max_tts_chars, tts_max_speech_requests, tts_max_reference_bytes must be >= 1")
+        if self.piper_runtime not in ("onnx", "torch"):
+            raise ConfigError("tts_piper_runtime must be 'onnx' or 'torch'")
         if not 0 < self.min_reference_s < self.max_reference_s:
             raise ConfigError("need 0 < tts_min_reference_s < tts_max_reference_s")
 

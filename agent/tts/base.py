@@ -50,12 +50,12 @@ class VoiceEngine(Protocol):
     name: str
     sample_rate: int
 
-    def check(self, params: Mapping[str, float]) -> None:
+    def check(self, params: Mapping[str, float | str]) -> None:
         """ModelError(code="bad_voice") for parameters this engine cannot speak with."""
         ...
 
     def render(
-        self, text: str, params: Mapping[str, float], options: TtsOptions, cancelled: Callable[[], bool]
+        self, text: str, params: Mapping[str, float | str], options: TtsOptions, cancelled: Callable[[], bool]
     ) -> Iterator[TtsChunk]:
         """``text`` in the voice ``params`` describe, in chunks; stop before the next once ``cancelled()``.
         Blocking: call from a worker thread."""

@@ -28,11 +28,11 @@ class HibariEngine:
         self._tts = Hibari(voice="heart", model=str(path), threads=threads)
         self._rng = np.random.default_rng(0)
 
-    def check(self, params: Mapping[str, float]) -> None:
+    def check(self, params: Mapping[str, float | str]) -> None:
         Shape.of(params)
 
     def render(
-        self, text: str, params: Mapping[str, float], options: TtsOptions, cancelled: Callable[[], bool]
+        self, text: str, params: Mapping[str, float | str], options: TtsOptions, cancelled: Callable[[], bool]
     ) -> Iterator[TtsChunk]:
         """One chunk per phonemized sentence of ``text`` (hibari's own split)."""
         shape = Shape.of(params)

@@ -51,7 +51,7 @@ class Voice:
     name: str
     engine: str  # an engine name in agent/engines.py BACKENDS["tts"]
     model: str  # the model the engine runs (a CATALOGUE name)
-    params: Mapping[str, float] = field(default_factory=dict)  # the engine's voice parameters
+    params: Mapping[str, float | str] = field(default_factory=dict)  # the engine's voice parameters
     language: str = "en-US"
     licence: str = ""
     description: str = ""
@@ -121,6 +121,17 @@ BUILTIN: tuple[Voice, ...] = (
         {"f0_scale": 1.25, "f0_range": 1.3, "warp": 1.1, "tilt_db": 4.0},
         licence=HIBARI_LICENCE,
         description="brighter, higher voice derived from heart",
+        builtin=True,
+    ),
+    Voice(
+        "joe",
+        "Joe",
+        "piper",
+        "piper-joe-medium",
+        {},
+        licence="non-commercial: fine-tuned from Piper's lessac voice (Blizzard 2013 data, non-commercial "
+        "use without a licence from its owner); joe's recordings CC0, the package MIT",
+        description="US English, male: a Piper VITS voice (the 'joe' extra, listed when installed)",
         builtin=True,
     ),
     Voice(
@@ -282,7 +293,9 @@ class VoiceLibrary:
 def _from_record(data: Mapping[str, Any]) -> Voice:
     if data.get("version") != RECORD_VERSION:
         raise ValueError(f"record version {data.get('version')!r}, expected {RECORD_VERSION}")
-    params = {str(k): float(v) for k, v in dict(data.get("params") or {}).items()}
+    params = {
+        str(k): v if isinstance(v, str) else float(v) for k, v in dict(data.get("params") or {}).items()
+    }
     reference = {str(k): float(v) for k, v in dict(data.get("reference") or {}).items()}
     created = data.get("created_at")
     return Voice(

@@ -67,14 +67,17 @@ class Shape:
                 )
 
     @classmethod
-    def of(cls, params: Mapping[str, float]) -> Shape:
+    def of(cls, params: Mapping[str, float | str]) -> Shape:
         known = {f.name for f in fields(cls)}
         unknown = set(params) - known
         if unknown:
             raise ModelError(
                 f"unknown hibari voice parameters {sorted(unknown)}; known: {sorted(known)}", code="bad_voice"
             )
-        return cls(**{k: float(v) for k, v in params.items()})
+        try:
+            return cls(**{k: float(v) for k, v in params.items()})
+        except ValueError as e:
+            raise ModelError(f"hibari voice parameters must be numbers: {e}", code="bad_voice") from e
 
     def params(self) -> dict[str, float]:
         """Only what differs from the base voice, rounded: what a voice record stores."""

@@ -154,7 +154,7 @@ def run(http: str, turns: int, *, enrol: bool = True) -> dict[str, Any]:
     return {
         "voices": voices,
         "latency": latency,
-        "rtf_one_thread": engine_rtf(voices, sentences, derived),
+        "rtf_one_thread": engine_rtf(voices, sentences, derived) | torch_vits_rtf(voices, sentences),
         "round_trip_wer": round_trip,
         "similarity": matrix,
         "derived": derived,
@@ -181,6 +181,28 @@ def engine_rtf(voices: list[str], sentences: list[str], derived: dict[str, Any])
     return out
 
 
+def torch_vits_rtf(voices: list[str], sentences: list[str]) -> dict[str, Any]:
+    """Piper voices again on voxloop's torch VITS (one thread), as "ID (torch)"."""
+    import torch
+
+    from streaming.devtools.bench import percentiles
+
+    tts = load_tts(Settings.of(tts_piper_runtime="torch"))
+    torch.set_num_threads(1)
+    out = {}
+    for voice in voices:
+        if voice not in tts.library or tts.library.get(voice).engine != "piper":
+            continue
+        tts.synthesize("Warm up.", voice)
+        ratios = []
+        for text in sentences:
+            started = time.perf_counter()
+            audio = tts.synthesize(text, voice)
+            ratios.append((time.perf_counter() - started) / (len(audio) / tts.sample_rate))
+        out[f"{voice} (torch)"] = percentiles(ratios)
+    return out
+
+
 def table(report: dict[str, Any]) -> str:
     voices = report["voices"]
     lines = [
@@ -198,6 +220,9 @@ def table(report: dict[str, Any]) -> str:
     lines.append(" " * 14 + "".join(f"{v[-8:]:>9}" for v in voices))
     for a in voices:
         lines.append(f"{a:14}" + "".join(f"{report['similarity'][a][b]:9.2f}" for b in voices))
+    for name, rtf in report["rtf_one_thread"].items():
+        if name not in voices:
+            lines.append(f"{name}: RTF p50 {rtf['p50']:.3f} on one thread")
     for voice, info in report["derived"].items():
         lines.append(
             f"{voice}: to flite {info['reference']} {info['similarity_to_reference']:.2f} "

@@ -61,15 +61,21 @@ def test_silence_has_no_speaker() -> None:
         shared_encoder().embed(np.zeros(48000, np.float32), 24000)
 
 
+# Round-trip WER allowed per engine on held-out sentences (Whisper tiny.en): hibari's voices measured
+# 0-3.6 %; joe (Piper, through voxloop's own G2P mapping) 11-13 %, mostly tiny.en's word boundaries.
+MAX_WER = {"hibari": 0.1, "piper": 0.25}
+
+
 def test_the_builtin_voices_are_distinct_speakers_that_whisper_understands() -> None:
-    ids = [v.id for v in BUILTIN]
-    embeddings = {v: _voice_embedding(v, SENTENCES[8:12]) for v in ids}
-    for a, b in itertools.combinations(ids, 2):
-        assert cosine(embeddings[a], embeddings[b]) < 0.8, (a, b)  # measured 0.57-0.76
+    voices = [v for v in _tts().library.voices() if v.builtin]
+    assert {v.id for v in voices} >= {v.id for v in BUILTIN if v.engine == "hibari"}
+    embeddings = {v.id: _voice_embedding(v.id, SENTENCES[8:12]) for v in voices}
+    for a, b in itertools.combinations(embeddings, 2):
+        assert cosine(embeddings[a], embeddings[b]) < 0.8, (a, b)  # measured 0.57-0.77
     asr = load_asr(Settings())
-    for voice in ids:
+    for voice in voices:
         errors = []
         for sentence in SENTENCES[12:16]:
-            audio = soxr.resample(_tts().synthesize(sentence, voice), _tts().sample_rate, 16000)
+            audio = soxr.resample(_tts().synthesize(sentence, voice.id), _tts().sample_rate, 16000)
             errors.append(wer(sentence, asr.transcribe(np.asarray(audio, np.float32), final=True).text))
-        assert np.mean(errors) <= 0.1, (voice, errors)  # measured 0 for each
+        assert np.mean(errors) <= MAX_WER[voice.engine], (voice.id, errors)
