@@ -31,12 +31,15 @@ from agent.engines import Engines
 from agent.errors import VoxloopError
 from agent.tts.base import TtsChunk, TtsOptions, TtsRequest, speech_bounds
 from agent.tts.voiced import VoicedTts
-from agent.voices.embedding import SAMPLE_TEXT, shared_encoder
-from agent.voices.enrol import Limits, enrol
 from agent.voices.library import Voice, VoiceError
 from streaming.encoders import CONTENT_TYPES, decode_audio, encoder
 
 log = logging.getLogger(__name__)
+
+# The speaker encoder's modules (agent/voices/embedding.py, enrol.py) import torch: they are imported
+# in the handlers that need them, never when this module loads. torch brings its own libgomp; loaded
+# before llama.cpp's (at server import, ahead of the models) it made every LLM decode ~25 % slower
+# (first clause 241-286 ms against 191-204 ms, alternating benches on 2 cores).
 
 
 class VoiceRef(BaseModel):
@@ -191,6 +194,8 @@ def router(settings: Settings, engines: Engines) -> APIRouter:
             return error(413, "reference_too_large", f"the limit is {settings.tts.max_reference_bytes} bytes")
         if enrolling.busy >= enrolling.limit:
             return error(429, "too_many_requests", "a voice is being enrolled; try again in a few seconds")
+        from agent.voices.enrol import Limits, enrol  # torch: not at import (above)
+
         enrolling.busy += 1
         try:
             audio, rate = await asyncio.to_thread(decode_audio, data, settings.tts.max_reference_s)
@@ -255,6 +260,8 @@ def router(settings: Settings, engines: Engines) -> APIRouter:
             voice = tts.library.get(voice_id)
         except VoiceError as e:
             return error(e.status, e.code, e.message)
+        from agent.voices.embedding import SAMPLE_TEXT, shared_encoder
+
         embedding = tts.library.embedding(voice.id)
         if embedding is None:  # a built-in voice's embedding is made on first request
             audio = await _synthesized(engines, voice.id, SAMPLE_TEXT)
