@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from agent.audio import float_to_pcm
 from agent.config import Settings
-from agent.engines import Engines
+from agent.engines import Engines, Stream
 from agent.errors import VoxloopError
 from agent.tts.base import TtsChunk, TtsOptions, TtsRequest, speech_bounds
 from agent.tts.voiced import VoicedTts
@@ -79,6 +79,36 @@ class _Slots:
         self.busy = 0
 
 
+class _Lease:
+    """One speech request's slot and TTS stream, given back exactly once however the request ends."""
+
+    def __init__(self, slots: _Slots, stream: Stream[TtsChunk]) -> None:
+        self._slots, self._stream = slots, stream
+        self._held = True
+        slots.busy += 1
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.busy -= 1
+            self._stream.cancel()
+
+
+class _LeasedStream(StreamingResponse):
+    """A streamed answer that gives its lease back even when the body never starts (the client left
+    before the first byte: Starlette then never runs the body's own ``finally``)."""
+
+    def __init__(self, lease: _Lease, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lease = lease
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._lease.release()
+
+
 def router(settings: Settings, engines: Engines) -> APIRouter:
     api = APIRouter(prefix="/v1")
     tts = engines.tts.model
@@ -104,19 +134,21 @@ def router(settings: Settings, engines: Engines) -> APIRouter:
             return error(422, e.code, e.message)
         if slots.busy >= slots.limit:
             return error(429, "too_many_requests", f"{slots.limit} speech requests are running; try again")
-        slots.busy += 1
         client = request.client.host if request.client else "?"
         stream = engines.tts.synthesize(TtsRequest(text, voice.id, TtsOptions(body.speed), first=True))
+        lease = _Lease(slots, stream)
         started = time.perf_counter()
         try:
             first = await anext(stream)
         except StopAsyncIteration:
             first = None
         except Exception as e:
-            slots.busy -= 1
-            stream.cancel()
+            lease.release()
             log.exception("speech: voice %s failed (client %s)", voice.id, client)
             return error(500, "tts_failed", f"the {voice.engine} engine failed: {type(e).__name__}: {e}")
+        except BaseException:  # cancelled while waiting (the client went away)
+            lease.release()
+            raise
         log.debug("speech: voice %s, text %r", voice.id, text)
 
         async def body_bytes() -> AsyncIterator[bytes]:
@@ -135,8 +167,7 @@ def router(settings: Settings, engines: Engines) -> APIRouter:
                     chunk = await anext(stream, None)
                 yield await asyncio.to_thread(out.close)
             finally:
-                slots.busy -= 1
-                stream.cancel()
+                lease.release()
             elapsed = time.perf_counter() - started
             audio_s = samples / tts.sample_rate
             log.info(
@@ -151,7 +182,8 @@ def router(settings: Settings, engines: Engines) -> APIRouter:
                 client,
             )
 
-        return StreamingResponse(
+        return _LeasedStream(
+            lease,
             body_bytes(),
             media_type=CONTENT_TYPES[body.response_format],
             headers={"x-voxloop-voice": voice.id, "x-voxloop-sample-rate": str(tts.sample_rate)},

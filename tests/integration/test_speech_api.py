@@ -6,7 +6,9 @@ conversation that changes voice mid-session."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -38,7 +40,9 @@ HELD_OUT = " ".join(SENTENCES[12:16])  # never used to fit a voice (agent/voices
 @pytest.fixture(scope="module")
 def speech_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     voices = tmp_path_factory.mktemp("voices")
-    s = start_server("--tts-voices-dir", str(voices), "--llm-model", "smollm2")
+    s = start_server(
+        "--tts-voices-dir", str(voices), "--llm-model", "smollm2", "--tts-max-speech-requests", "2"
+    )
     yield s
     s.stop()
 
@@ -108,6 +112,43 @@ def test_openai_voice_names_and_the_speaker_id_alias_speak(
     pip = _embed(*decode_audio(body, 60))  # mp3, OpenAI's default format
     assert cosine(pip, _embed(*_speech(client, HELD_OUT, "pip"))) > 0.95
     assert cosine(pip, basalt) < 0.8
+
+
+def _open_speech(server: Server, text: str, speed: float = 1.0) -> http.client.HTTPConnection:
+    """A speech request whose answer is left unread (its headers only), from a socket with a small
+    receive buffer: the server can hand over only so much of an answer nobody reads."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # before connect: no autotuning
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", server.port))
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.sock = sock
+    conn.request(
+        "POST",
+        "/v1/audio/speech",
+        json.dumps({"input": text, "response_format": "pcm", "speed": speed}),
+        {"content-type": "application/json"},
+    )
+    return conn
+
+
+def test_too_many_at_once_get_429_and_abandoned_requests_give_their_slot_back(speech_server: Server) -> None:
+    long_text = " ".join(SENTENCES) + " " + " ".join(SENTENCES[:7])
+    # At half speed each answer is ~5 MB of PCM: more than a socket holds (4 MB at most for the
+    # server's send buffer, 64 KB for the client's), so an unread answer keeps its slot.
+    held = [_open_speech(speech_server, long_text, speed=0.5) for _ in range(2)]
+    assert all(c.getresponse().status == 200 for c in held)  # the first sentence is out
+    status, body = post_json(speech_server.http + "/v1/audio/speech", {"input": "One more."})
+    assert (status, json.loads(body)["error"]["code"]) == (429, "too_many_requests")
+    for conn in held:
+        conn.close()  # the listener hangs up mid-answer
+    for _ in range(4):  # clients that leave before reading anything
+        _open_speech(speech_server, long_text).close()
+    deadline = time.monotonic() + 20
+    while (status := post_json(speech_server.http + "/v1/audio/speech", {"input": "Back."})[0]) == 429:
+        assert time.monotonic() < deadline, "the slots were never given back"
+        time.sleep(0.2)
+    assert status == 200
 
 
 def test_bad_speech_requests_get_their_status_and_the_reason(speech_server: Server) -> None:
