@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from streaming.devtools.references import SENTENCES, flite, have_flite
+from streaming.devtools.ttsbench import wav_bytes
 from tests.support import wer
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
@@ -96,3 +98,31 @@ def test_bench_barge_in_runs_and_writes_its_report(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "bargein.json").read_text())
     modes = [t["mode"] for t in report["turns"]]
     assert modes == ["interrupt", "echo", "echo+interrupt", "backchannel", "nonlexical"]
+
+
+@pytest.mark.skipif(not have_flite(), reason="needs Debian's flite (apt-get install flite)")
+def test_voices_list_enrol_preview_and_remove(tmp_path: Path) -> None:
+    voices = ["--tts-voices-dir", str(tmp_path / "voices")]
+    listed = voxloop("voices", "list", *voices)
+    assert listed.returncode == 0, listed.stderr
+    assert all(v in listed.stdout for v in ("heart", "ember", "pip", "basalt"))
+    audio, rate = flite(" ".join(SENTENCES[:8]), "rms")
+    reference = tmp_path / "rms.wav"
+    reference.write_bytes(wav_bytes(audio, rate))
+    enrolled = voxloop("voices", "enrol", "rmsish", str(reference), "--name", "Like rms", *voices)
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert "similarity to the reference" in enrolled.stdout
+    assert (tmp_path / "voices" / "rmsish.json").exists()
+    again = voxloop("voices", "enrol", "rmsish", str(reference), *voices)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    sample = tmp_path / "sample.wav"
+    preview = voxloop("voices", "preview", "rmsish", "-o", str(sample), *voices)
+    assert preview.returncode == 0, preview.stderr
+    with wave.open(str(sample)) as w:
+        assert w.getnframes() / w.getframerate() > 2.0
+    said = voxloop("say", "Hello there.", "-o", str(tmp_path / "b.wav"), "--voice", "basalt", *voices)
+    assert said.returncode == 0, said.stderr
+    removed = voxloop("voices", "remove", "rmsish", *voices)
+    assert removed.returncode == 0 and not (tmp_path / "voices" / "rmsish.json").exists()
+    builtin = voxloop("voices", "remove", "heart", *voices)
+    assert builtin.returncode == 2 and "built in" in builtin.stderr

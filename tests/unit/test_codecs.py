@@ -3,6 +3,7 @@ becomes on the wire. No socket, no loop, no model."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -98,6 +99,16 @@ def _call() -> PhoneCodec:
     assert isinstance(configure, ConfigureIn)
     assert (configure.options.profile, configure.options.greeting) == ("phone", "Hello.")
     return codec
+
+
+def test_a_calls_custom_parameters_choose_its_profile_and_voice() -> None:
+    start = copy.deepcopy(START)
+    start["start"]["customParameters"] = {"voice": "ember", "profile": "tutoring"}  # type: ignore[index]
+    _, configure = PhoneCodec(TwilioSerializer(), Settings()).decode(json.dumps(start))
+    assert isinstance(configure, ConfigureIn)
+    assert (configure.options.voice, configure.options.profile) == ("ember", "tutoring")
+    _, plain = PhoneCodec(TwilioSerializer(), Settings()).decode(json.dumps(START))
+    assert isinstance(plain, ConfigureIn) and plain.options.voice is None  # the server's default
 
 
 def test_a_call_before_start_is_refused_and_after_start_is_audio_keys_and_a_hang_up() -> None:
