@@ -2,7 +2,7 @@
 
 Against a server (its own, with an empty voices folder, unless ``--url`` is given):
 - per voice, over the REST speech API: time to the first byte and to the last, p50/p95/p99, over the
-  corpus sentences (pcm, so no encoder is timed);
+  corpus sentences (pcm, so no encoder is timed), after one unmeasured request (engines load lazily);
 - per voice, in process on one thread: the real-time factor of the engine itself;
 - derived voices enrolled from Debian's flite speakers (kal, awb, rms, slt) through ``POST /v1/voices``,
   and for each, the speaker similarity to its reference on held-out sentences against the base voice's;
@@ -129,6 +129,7 @@ def run(http: str, turns: int, *, enrol: bool = True) -> dict[str, Any]:
     held_audio: dict[str, list[np.ndarray]] = {}
     for voice in voices:
         firsts, lasts = [], []
+        timed_speech(http, "Warm up.", voice)  # an engine loads on its first voice's first request
         for text in sentences:
             first, last, _ = timed_speech(http, text, voice)
             firsts.append(first * 1e3)
