@@ -118,6 +118,12 @@ class ServerSettings:
         256 << 10,
         "bytes queued for one client above which its audio is dropped (it is not reading in real time)",
     )
+    api_keys: str = _f(
+        "", "comma-separated keys a Realtime API client sends as 'Authorization: Bearer KEY' (empty: none)"
+    )
+
+    def keys(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

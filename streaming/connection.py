@@ -97,6 +97,11 @@ class Codec(Protocol):
 
     name: str
 
+    def opening(self) -> list[Meaning]:
+        """What the connection means as soon as it opens, before any message (a protocol whose
+        server speaks first: the Realtime API's ``session.created``)."""
+        ...
+
     def decode(self, message: Wire) -> list[Meaning]: ...
 
     def encode(self, output: Output | RtcAnswer) -> list[Outgoing]: ...
@@ -257,6 +262,8 @@ class Connection:
                 self._tasks = tg
                 self._own(self.writer.run(), "writer")
                 try:
+                    for meaning in self.codec.opening():
+                        self._take(meaning, time.monotonic())
                     hung_up = await self._read()
                 finally:
                     for task in self._owned:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import resource
 import signal
@@ -33,8 +34,10 @@ from starlette.websockets import WebSocketDisconnect
 from agent import __version__
 from agent.config import Settings
 from agent.engines import Engines
+from agent.tts.voiced import VoicedTts
 from streaming import rest
 from streaming.connection import Codec, Connection, Stats, Wire
+from streaming.protocols.openai_realtime import RealtimeCodec
 from streaming.protocols.phone import PhoneCodec
 from streaming.protocols.twilio import TwilioSerializer, twiml_connect
 from streaming.protocols.voxloop import PROTOCOL_VERSION, VoxloopCodec
@@ -45,6 +48,7 @@ log = logging.getLogger(__name__)
 FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
 WS_PATH = "/ws"
 TWILIO_MEDIA_PATH = "/twilio/media"
+REALTIME_PATH = "/v1/realtime"  # the OpenAI Realtime API (docs/realtime.md)
 TWIML_PATH = "/twilio/voice"  # the incoming-call webhook
 
 
@@ -138,6 +142,19 @@ def create_app(settings: Settings, engines: Engines, frontend_dir: Path = FRONTE
     @app.websocket(WS_PATH)
     async def session(ws: WebSocket) -> None:
         await serve(ws, VoxloopCodec())
+
+    @app.websocket(REALTIME_PATH)
+    async def realtime(ws: WebSocket) -> None:
+        keys = settings.server.keys()
+        if keys:  # the SDK always sends a key; with none configured the endpoint is open (on 127.0.0.1)
+            scheme, _, key = ws.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not any(hmac.compare_digest(key, k) for k in keys):
+                await ws.close(code=1008, reason="invalid API key")  # before accept: HTTP 403
+                return
+        model = ws.query_params.get("model", "voxloop")
+        tts = engines.tts.model
+        voice = tts.default_voice if isinstance(tts, VoicedTts) else ""
+        await serve(ws, RealtimeCodec(model, settings.llm.system_prompt, voice))
 
     @app.websocket(TWILIO_MEDIA_PATH)
     async def phone_call(ws: WebSocket) -> None:

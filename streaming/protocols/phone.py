@@ -60,6 +60,9 @@ class PhoneCodec:
         self.dropped_messages = 0
 
     # -- inbound ----------------------------------------------------------------------------------
+    def opening(self) -> list[Meaning]:
+        return []  # the client speaks first
+
     def decode(self, message: str | bytes) -> list[Meaning]:
         try:
             return self._decode(message)

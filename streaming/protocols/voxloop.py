@@ -253,6 +253,9 @@ class VoxloopCodec:
     def __init__(self) -> None:
         self.opened: OpenAudio | None = None
 
+    def opening(self) -> list[Meaning]:
+        return []  # the client speaks first
+
     def decode(self, message: str | bytes) -> list[Meaning]:
         if isinstance(message, bytes):
             return [self._audio(message)]
