@@ -150,7 +150,23 @@ async def _twilio(url: str, rate: int) -> AsyncIterator[BenchClient]:
         yield PhoneBenchClient(call, rate)
 
 
-TRANSPORTS: dict[str, Connect] = {"websocket": _websocket, "webrtc": _webrtc, "twilio": _twilio}
+@contextlib.asynccontextmanager
+async def _realtime(url: str, rate: int) -> AsyncIterator[BenchClient]:
+    from streaming.devtools.realtime_client import RealtimeBenchClient
+
+    async with RealtimeBenchClient(url.rsplit("/", 1)[0] + "/v1/realtime?model=voxloop", rate) as client:
+        yield client
+
+
+# The event that starts a reply, per protocol: voxloop's, the Realtime API's.
+REPLY_STARTS = ("response.started", "response.created")
+
+TRANSPORTS: dict[str, Connect] = {
+    "websocket": _websocket,
+    "webrtc": _webrtc,
+    "twilio": _twilio,
+    "realtime": _realtime,
+}
 
 
 # -- a server of its own ----------------------------------------------------------------------------
@@ -246,7 +262,7 @@ async def run_client(
                     "reply": result.reply_text,
                     "v2v_ms": None if result.v2v_s is None else round(result.v2v_s * 1000.0, 1),
                     "premature": result.premature,
-                    "replies": sum(1 for e in result.events if e["type"] == "response.started"),
+                    "replies": sum(1 for e in result.events if e["type"] in REPLY_STARTS),
                     "stalls_ms": [round(g * 1000.0, 1) for g in result.stalls_s],
                     "timeline_ms": result.metrics.get("timeline_ms", {}),
                     "durations_ms": result.metrics.get("durations_ms", {}),

@@ -88,6 +88,18 @@ def test_bench_runs_turns_and_writes_its_report(tmp_path: Path) -> None:
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bench_over_the_realtime_api_answers_every_turn(tmp_path: Path) -> None:
+    """`voxloop bench --transport realtime`: the corpus through /v1/realtime; figures not asserted."""
+    import json
+
+    done = voxloop("bench", "--turns", "3", "--transport", "realtime", "--out", str(tmp_path), timeout_s=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    turns = json.loads((tmp_path / "bench.json").read_text())["turns"]
+    assert len(turns) == 3
+    assert all(t["v2v_ms"] is not None and not t["premature"] and t["replies"] == 1 for t in turns)
+    assert all(t["transcript"] for t in turns)
+
+
 def test_bench_barge_in_runs_and_writes_its_report(tmp_path: Path) -> None:
     """Smoke test of `voxloop bench --barge-in`: one agent turn of each kind; figures not asserted."""
     import json
