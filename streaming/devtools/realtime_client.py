@@ -44,12 +44,11 @@ class RealtimeBenchClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._reader is not None:  # as VoiceClient: cancelled and awaited, its cancellation not swallowed
+            self._reader.cancel()
+            await asyncio.wait([self._reader])
         if self.ws is not None:
             await self.ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
 
     async def _read(self) -> None:
         assert self.ws is not None  # noqa: S101 - set before the reader starts
