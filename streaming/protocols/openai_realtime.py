@@ -36,6 +36,7 @@ from agent.events import (
     ConfigureIn,
     DtmfReceived,
     Error,
+    Output,
     PlaybackIn,
     ResponseAudioDone,
     ResponseAudioStarted,
@@ -119,7 +120,6 @@ class _Response:
     id: str
     item_id: str
     transcript: str = ""
-    audio: bool = False  # content part added
     cancelled_by_client: bool = False
 
 
@@ -343,10 +343,10 @@ class RealtimeCodec:
         return [PlaybackIn(turn, end_ms / 1000), Reply(truncated)]
 
     # -- out ----------------------------------------------------------------------------------------
-    def encode(self, output: object) -> list[Outgoing]:
+    def encode(self, output: Output | RtcAnswer) -> list[Outgoing]:
         return [Outgoing(m, audio=isinstance(output, AudioFrame)) for m in self._server_events(output)]
 
-    def _server_events(self, output: object) -> list[str]:
+    def _server_events(self, output: Output | RtcAnswer) -> list[str]:  # exhaustive: mypy checks it
         match output:
             case AudioFrame(turn_id=turn, pcm=pcm):
                 response = self.responses.get(turn)
@@ -422,7 +422,6 @@ class RealtimeCodec:
                 | RtcAnswer()
             ):
                 return []
-        return []
 
     def _response_started(self, turn: int) -> list[str]:
         response = _Response(new_id("resp"), new_id("item"))
