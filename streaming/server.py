@@ -148,7 +148,8 @@ def create_app(settings: Settings, engines: Engines, frontend_dir: Path = FRONTE
         keys = settings.server.keys()
         if keys:  # the SDK always sends a key; with none configured the endpoint is open (on 127.0.0.1)
             scheme, _, key = ws.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not any(hmac.compare_digest(key, k) for k in keys):
+            given = key.encode()  # bytes: compare_digest refuses str with non-ASCII characters
+            if scheme.lower() != "bearer" or not any(hmac.compare_digest(given, k.encode()) for k in keys):
                 await ws.close(code=1008, reason="invalid API key")  # before accept: HTTP 403
                 return
         model = ws.query_params.get("model", "voxloop")
